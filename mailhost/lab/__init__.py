@@ -33,6 +33,7 @@ OUTSIDER_NETNS = "mhl-outsider"
 class Lab:
     def __init__(self, cfg: LabConfig | None = None):
         self.cfg = cfg or LabConfig()
+        procs.become_subreaper()
         self.dns = LabDns(self.cfg)
         self.acme = Acme(self.cfg)
         self.receiver = Receiver(self.cfg)

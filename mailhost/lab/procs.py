@@ -126,20 +126,32 @@ def stop(name: str, daemon: Daemon | None = None, *, grace: float = 5.0) -> None
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if daemon:
-        _reap(daemon.pid)
     deadline = time.monotonic() + 10
     while cgroup_pids(name) and time.monotonic() < deadline:
         time.sleep(0.05)
+    _reap(daemon.pid if daemon else -1)
     for cg in _cgroup_dirs(name):
         remove_cgroup(cg)
 
 
 def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    """Collect exit statuses: of `pid`, and of any orphan handed to us as subreaper."""
+    for target in (pid, -1):
+        try:
+            while os.waitpid(target, os.WNOHANG)[0] > 0 and target == -1:
+                pass
+        except ChildProcessError:
+            pass
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants (e.g. nspawn after its loop shell is killed) so they get reaped.
+
+    Some sandboxes run an init that never reaps; without this, killed containers linger as zombies.
+    """
+    import ctypes
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def remove_cgroup(cg: Path) -> None:

@@ -1,0 +1,3 @@
+"""Defaults for every host; an inventory entry overrides them."""
+
+ssh_user = "root"
