@@ -30,9 +30,16 @@ class Anchor:
     keys: Sequence  # DNSKEY rdatas (trust anchors)
 
 
+def find(msg: dns.message.Message, name: dns.name.Name, rdtype,
+         covers=dns.rdatatype.NONE) -> dns.rrset.RRset | None:
+    """The answer RRset `name`/`rdtype` (RRSIGs: `covers`), or None."""
+    return next((r for r in msg.answer if r.name == name and r.rdtype == rdtype and r.covers == covers
+                 and r.rdclass == dns.rdataclass.IN), None)
+
+
 def _rrsets(msg: dns.message.Message, name: dns.name.Name, rdtype) -> tuple[dns.rrset.RRset, dns.rrset.RRset]:
-    rrset = msg.get_rrset(msg.answer, name, dns.rdataclass.IN, rdtype)
-    sigs = msg.get_rrset(msg.answer, name, dns.rdataclass.IN, dns.rdatatype.RRSIG, rdtype)
+    rrset = find(msg, name, rdtype)
+    sigs = find(msg, name, dns.rdatatype.RRSIG, rdtype)
     if rrset is None:
         raise ChainError(f"no {dns.rdatatype.to_text(rdtype)} at {name}")
     if sigs is None:
@@ -75,8 +82,7 @@ def validate_chain(qname: str | dns.name.Name, rdtype: str | dns.rdatatype.Rdata
     depth = len(anchor.zone.labels)
     for cut in range(depth + 1, len(qname.labels) + 1):
         name = qname.split(cut)[1]
-        soa = query(name, dns.rdatatype.SOA)
-        if soa.get_rrset(soa.answer, name, dns.rdataclass.IN, dns.rdatatype.SOA) is None:
+        if find(query(name, dns.rdatatype.SOA), name, dns.rdatatype.SOA) is None:
             continue  # not a zone apex
         ds_set, ds_sigs = _rrsets(query(name, dns.rdatatype.DS), name, dns.rdatatype.DS)
         validate(ds_set, ds_sigs, zone, keys, now)

@@ -152,7 +152,8 @@ class Lab:
                       for name, h in state["hosts"].items()},
             "nameserver": self.cfg.nameserver, "resolver": self.cfg.gateway,
             "acme_directory": self.acme.directory_url, "ca_bundle": str(self.ca_bundle),
-            "tsig_key_file": str(self.dns.tsig.file), "receiver": self.receiver.hostname,
+            "tsig_key_file": str(self.dns.tsig_file), "receiver": self.receiver.hostname,
+            "ssh_key": str(self.ssh_key),
         }
 
     # -- hosts -----------------------------------------------------------------

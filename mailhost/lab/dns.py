@@ -82,8 +82,13 @@ class LabDns:
 
     # -- keys -----------------------------------------------------------------
     @property
+    def tsig_file(self) -> Path:
+        """The TSIG key in BIND's `key` syntax (what a spec's `tsig_key_file` points at). Mode 0600."""
+        return self.dir / "tsig.key"
+
+    @property
     def tsig(self) -> TsigKey:
-        path = self.dir / "tsig.key"
+        path = self.tsig_file
         if not path.exists():
             self.dir.mkdir(parents=True, exist_ok=True)
             secret = base64.b64encode(secrets.token_bytes(32)).decode()
