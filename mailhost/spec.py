@@ -1,0 +1,505 @@
+"""The mail deployment spec: one YAML file -> a validated, typed `Spec`.
+
+The dataclasses below are the single source of truth: `load_spec()` validates against
+them (every error names its field path, unknown keys are errors), and `json_schema()`
+publishes them for editors. Validation needs no network and touches no host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+
+
+class SpecError(ValueError):
+    """The spec is invalid; `.problems` lists (field path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "spec"):
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {msg}" if path else f"  {msg}" for path, msg in problems)
+        super().__init__(f"{source} is invalid ({len(problems)} problem{'s' * (len(problems) != 1)}):\n{lines}")
+
+
+# -- value checks: each turns a raw YAML value into a checked one or raises ValueError ----------------
+class Check:
+    schema: dict = {}
+
+    def __call__(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _domain(value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a valid {what}: expected a string")
+    name = value.lower().rstrip(".")
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels) \
+            or labels[-1].isdigit():
+        raise ValueError(f"{value!r} is not a valid {what}")
+    return name
+
+
+class DomainName(Check):
+    schema = {"type": "string", "format": "hostname", "pattern": r"^[A-Za-z0-9.-]+\.?$"}
+
+    def __call__(self, value):
+        return _domain(value, "domain name")
+
+
+class Hostname(Check):
+    schema = DomainName.schema
+
+    def __call__(self, value):
+        return _domain(value, "fully qualified host name (e.g. mail.example.org)")
+
+
+class Email(Check):
+    schema = {"type": "string", "format": "email"}
+
+    def __call__(self, value):
+        if not isinstance(value, str) or value.count("@") != 1:
+            raise ValueError(f"{value!r} is not a valid email address")
+        local, domain = value.split("@")
+        if not local or not re.match(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$", local) or local.startswith(".") \
+                or local.endswith(".") or ".." in local:
+            raise ValueError(f"{value!r} is not a valid email address (local part)")
+        try:
+            return f"{local.lower()}@{_domain(domain, 'domain name')}"
+        except ValueError:
+            raise ValueError(f"{value!r} is not a valid email address (domain)") from None
+
+
+class AliasSource(Check):
+    """An address, or `@domain` for a catch-all."""
+    schema = {"type": "string", "pattern": r"^[^@\s]*@[A-Za-z0-9.-]+$"}
+
+    def __call__(self, value):
+        if isinstance(value, str) and value.startswith("@"):
+            return "@" + _domain(value[1:], "domain name")
+        return Email()(value)
+
+
+class Size(Check):
+    """Bytes, or a number with K, M, G (powers of 1024)."""
+    schema = {"type": ["string", "integer"], "pattern": r"^[0-9]+[KMGkmg]?$"}
+
+    def __call__(self, value):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        m = re.match(r"^([0-9]+)\s*([KMG]?)i?B?$", str(value).strip(), re.I)
+        if isinstance(value, bool) or not m or int(m[1]) == 0:
+            raise ValueError(f"{value!r} is not a size (use e.g. 25M, 2G or a number of bytes)")
+        return int(m[1]) * 1024 ** " KMG".index((m[2] or " ").upper())
+
+
+class Duration(Check):
+    """Seconds, or a number with s, m, h, d, w."""
+    schema = {"type": ["string", "integer"], "pattern": r"^[0-9]+[smhdw]?$"}
+
+    def __call__(self, value):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        m = re.match(r"^([0-9]+)([smhdw]?)$", str(value).strip())
+        if isinstance(value, bool) or not m or int(m[1]) == 0:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 10m, 1h, 7d or seconds)")
+        return int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m[2]]
+
+
+class Port(Check):
+    schema = {"type": "integer", "minimum": 1, "maximum": 65535}
+
+    def __call__(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ValueError(f"{value!r} is not a port number (1-65535)")
+        return value
+
+
+class IPAddress(Check):
+    def __init__(self, version: int):
+        self.version = version
+        self.schema = {"type": "string", "format": f"ipv{version}"}
+
+    def __call__(self, value):
+        try:
+            address = ipaddress.ip_address(str(value))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv{self.version} address") from None
+        if address.version != self.version:
+            raise ValueError(f"{value!r} is not an IPv{self.version} address")
+        return str(address)
+
+
+class Network(Check):
+    schema = {"type": "string"}
+
+    def __call__(self, value):
+        try:
+            return str(ipaddress.ip_network(str(value), strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an address or network (e.g. 192.0.2.0/24)") from None
+
+
+class HttpsUrl(Check):
+    schema = {"type": "string", "format": "uri", "pattern": "^https://"}
+
+    def __call__(self, value):
+        if not isinstance(value, str) or not re.match(r"^https://[^\s/]+(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an https:// URL")
+        return value
+
+
+class PasswordHash(Check):
+    """A Dovecot password hash with its scheme prefix, e.g. {ARGON2ID}$argon2id$... or {SHA512-CRYPT}$6$..."""
+    schema = {"type": "string", "pattern": r"^\{[A-Z0-9.-]+\}\S+$"}
+    STRONG = ("ARGON2ID", "ARGON2I", "BLF-CRYPT", "SHA512-CRYPT", "SHA256-CRYPT")
+
+    def __call__(self, value):
+        m = re.match(r"^\{([A-Z0-9.-]+)\}(\S+)$", value) if isinstance(value, str) else None
+        if not m:
+            raise ValueError("is not a password hash: expected {SCHEME}hash as printed by `doveadm pw`")
+        if m[1] not in self.STRONG:
+            raise ValueError(f"scheme {m[1]} is too weak; use one of {', '.join(self.STRONG)}")
+        return value
+
+
+class EnvName(Check):
+    schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
+
+    def __call__(self, value):
+        if not isinstance(value, str) or not re.match(self.schema["pattern"], value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+
+class DnsLabel(Check):
+    schema = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{0,62}$"}
+
+    def __call__(self, value):
+        if not isinstance(value, str) or not _LABEL.match(value.lower()):
+            raise ValueError(f"{value!r} is not a DNS label (letters, digits, '-')")
+        return value.lower()
+
+
+def doc(text: str, default: Any = dataclasses.MISSING, **kw) -> Any:
+    """A field with its documentation (shown in the JSON Schema)."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text}, **kw)
+    return field(default=default, metadata={"doc": text}, **kw)
+
+
+# -- the spec ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Addresses:
+    ipv4: Annotated[str, IPAddress(4)] | None = doc("Public IPv4 address of the host (discovered when absent)", None)
+    ipv6: Annotated[str, IPAddress(6)] | None = doc("Public IPv6 address of the host (discovered when absent)", None)
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: Annotated[str, DomainName()] = doc("A mail domain, e.g. example.org")
+    dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
+        "DKIM selectors for this domain (default: dkim.selectors)", None)
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    address: Annotated[str, Email()] = doc("The mailbox address; its domain must be one of `domains`")
+    password_hash: Annotated[str, PasswordHash()] | None = doc(
+        "Password hash ({ARGON2ID}..., {SHA512-CRYPT}...), e.g. from `doveadm pw -s ARGON2ID`", None)
+    password_env: Annotated[str, EnvName()] | None = doc(
+        "Name of an environment variable holding the password (read on the controller, hashed before upload)",
+        None)
+    password_file: str | None = doc("Path of a file holding the password (on the controller)", None)
+    quota: Annotated[int, Size()] | None = doc("Mailbox quota, e.g. 2G (default: limits.default_quota)", None)
+
+
+@dataclass(frozen=True)
+class Alias:
+    source: Annotated[str, AliasSource()] = doc("Address to forward, or @domain for a catch-all")
+    destinations: list[Annotated[str, Email()]] = doc("Where it goes: our mailboxes or external addresses")
+
+
+@dataclass(frozen=True)
+class Limits:
+    message_size: Annotated[int, Size()] = doc("Largest message accepted", 25 * 1024 ** 2)
+    default_quota: Annotated[int, Size()] = doc("Quota of a mailbox that sets none", 1024 ** 3)
+
+
+@dataclass(frozen=True)
+class Tls:
+    acme_directory: Annotated[str, HttpsUrl()] = doc(
+        "ACME directory URL", "https://acme-v02.api.letsencrypt.org/directory")
+    ca_bundle: str | None = doc(
+        "PEM file (on the controller) of a private CA to trust for the ACME server and its certificates", None)
+    contact: Annotated[str, Email()] | None = doc("ACME account contact (default: postmaster@first domain)", None)
+    challenge: Literal["http-01"] = doc("ACME challenge type", "http-01")
+
+
+@dataclass(frozen=True)
+class Dkim:
+    selectors: list[Annotated[str, DnsLabel()]] = doc("Selectors to sign with, for every domain", ["mail"])
+    key_bits: Literal[1024, 2048, 3072, 4096] = doc("RSA key size of new keys", 2048)
+
+
+@dataclass(frozen=True)
+class Features:
+    pop3: bool = doc("Offer POP3 (995)", False)
+    managesieve: bool = doc("Offer ManageSieve (4190)", False)
+    clamav: bool = doc("Virus scanning with ClamAV (needs ~1.5 GB RAM)", False)
+    postscreen: bool = doc("Screen port 25 clients with postscreen", True)
+    dnsbl: list[Annotated[str, DomainName()]] = doc(
+        "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
+
+
+@dataclass(frozen=True)
+class Fail2ban:
+    enabled: bool = doc("Ban sources of repeated failed logins", True)
+    bantime: Annotated[int, Duration()] = doc("How long a ban lasts", 3600)
+    findtime: Annotated[int, Duration()] = doc("Window in which failures are counted", 600)
+    maxretry: int = doc("Failures within findtime that trigger a ban", 5)
+    ignore: list[Annotated[str, Network()]] = doc("Addresses/networks never banned", [])
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    port: Annotated[int, Port()] = doc("Port to open")
+    proto: Literal["tcp", "udp"] = doc("Protocol", "tcp")
+    sources: list[Annotated[str, Network()]] = doc("Allowed sources (empty: everyone)", [])
+
+
+@dataclass(frozen=True)
+class Firewall:
+    ssh_port: Annotated[int, Port()] = doc("SSH port (always kept open, so the operator is never locked out)", 22)
+    ssh_sources: list[Annotated[str, Network()]] = doc("Restrict SSH to these sources (empty: everyone)", [])
+    allow: list[FirewallRule] = doc("Extra ports to open", [])
+
+
+@dataclass(frozen=True)
+class Spec:
+    hostname: Annotated[str, Hostname()] = doc("The mail host name (MX target, TLS certificate, HELO)")
+    domains: list[Domain] = doc("Mail domains served by this host")
+    mailboxes: list[Mailbox] = doc("Mailboxes (IMAP accounts)")
+    addresses: Addresses = doc("Public addresses of the host", Addresses())
+    aliases: list[Alias] = doc("Forwarding addresses and catch-alls", [])
+    limits: Limits = doc("Sizes", Limits())
+    tls: Tls = doc("Certificates", Tls())
+    dkim: Dkim = doc("DKIM signing", Dkim())
+    features: Features = doc("Optional services", Features())
+    fail2ban: Fail2ban = doc("Brute-force protection", Fail2ban())
+    firewall: Firewall = doc("nftables firewall", Firewall())
+
+    # Derived views the roles use.
+    @property
+    def domain_names(self) -> list[str]:
+        return [d.name for d in self.domains]
+
+    def selectors(self, domain: Domain) -> list[str]:
+        return domain.dkim_selectors or self.dkim.selectors
+
+    @property
+    def acme_contact(self) -> str:
+        return self.tls.contact or f"postmaster@{self.domains[0].name}"
+
+
+# -- building: YAML data -> dataclasses, collecting every problem with its path ------------------------
+def _path(parent: str, key: str | int) -> str:
+    return f"{parent}[{key}]" if isinstance(key, int) else (f"{parent}.{key}" if parent else key)
+
+
+def _describe(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "a list"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return {str: "a string", int: "an integer", bool: "true or false"}.get(tp, str(tp))
+
+
+class _Builder:
+    def __init__(self):
+        self.problems: list[tuple[str, str]] = []
+
+    def build(self, tp: Any, value: Any, path: str) -> Any:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            return None if value is None else self.build(args[0], value, path)
+        if origin is Annotated:
+            base, check = typing.get_args(tp)[:2]
+            try:
+                return check(value)
+            except ValueError as exc:
+                self.problems.append((path, str(exc)))
+                return None
+        if origin is Literal:
+            if value not in typing.get_args(tp) or isinstance(value, bool) != isinstance(typing.get_args(tp)[0], bool):
+                self.problems.append((path, f"{value!r} is not {_describe(tp)}"))
+            return value
+        if origin is list:
+            if not isinstance(value, list):
+                self.problems.append((path, f"expected {_describe(tp)}, got {type(value).__name__}"))
+                return []
+            (item,) = typing.get_args(tp)
+            return [self.build(item, v, _path(path, i)) for i, v in enumerate(value)]
+        if dataclasses.is_dataclass(tp):
+            return self.build_dataclass(tp, value, path)
+        if tp is bool or tp is int or tp is str:
+            if type(value) is not tp:
+                self.problems.append((path, f"expected {_describe(tp)}, got {value!r}"))
+            return value
+        raise TypeError(f"spec field type {tp} is not supported")  # a bug in this module, not in the spec
+
+    def build_dataclass(self, tp: type, value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            self.problems.append((path, f"expected a mapping, got {type(value).__name__}"))
+            return None
+        hints = typing.get_type_hints(tp, include_extras=True)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        for key in value:
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                self.problems.append((_path(path, str(key)), "unknown field" +
+                                      (f" (did you mean '{close[0]}'?)" if close else
+                                       f"; allowed: {', '.join(fields)}")))
+        kwargs = {}
+        for name, f in fields.items():
+            if name in value:
+                kwargs[name] = self.build(hints[name], value[name], _path(path, name))
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                self.problems.append((_path(path, name), "is required"))
+                kwargs[name] = None
+        try:
+            return tp(**kwargs)
+        except TypeError:
+            return None
+
+
+def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
+    """Rules that span fields: domains exist, no duplicates, exactly one password source..."""
+    problems = []
+    domains = spec.domain_names
+    for i, name in enumerate(domains):
+        if name in domains[:i]:
+            problems.append((f"domains[{i}].name", f"{name!r} is listed twice"))
+    if not spec.domains:
+        problems.append(("domains", "needs at least one domain"))
+    if not spec.mailboxes:
+        problems.append(("mailboxes", "needs at least one mailbox"))
+    seen: set[str] = set()
+    for i, box in enumerate(spec.mailboxes):
+        path = f"mailboxes[{i}]"
+        if box.address in seen:
+            problems.append((f"{path}.address", f"{box.address!r} is listed twice"))
+        seen.add(box.address)
+        if box.address.split("@")[1] not in domains:
+            problems.append((f"{path}.address", f"{box.address!r} is not in one of the mail domains "
+                                                f"({', '.join(domains)})"))
+        sources = [s for s in ("password_hash", "password_env", "password_file") if getattr(box, s)]
+        if len(sources) != 1:
+            problems.append((path, "needs exactly one of password_hash, password_env, password_file"
+                                   + (f" (has {', '.join(sources)})" if sources else "")))
+        elif box.password_env and box.password_env not in os.environ:
+            problems.append((f"{path}.password_env", f"environment variable {box.password_env} is not set"))
+        elif box.password_file and not (base_dir / box.password_file).is_file():
+            problems.append((f"{path}.password_file", f"{box.password_file!r} is not a readable file"))
+    for i, alias in enumerate(spec.aliases):
+        path = f"aliases[{i}]"
+        if alias.source.split("@")[1] not in domains:
+            problems.append((f"{path}.source", f"{alias.source!r} is not in one of the mail domains"))
+        if alias.source in seen:
+            problems.append((f"{path}.source", f"{alias.source!r} is also a mailbox"))
+        if not alias.destinations:
+            problems.append((f"{path}.destinations", "needs at least one destination"))
+    sources = [a.source for a in spec.aliases]
+    for i, source in enumerate(sources):
+        if source in sources[:i]:
+            problems.append((f"aliases[{i}].source", f"{source!r} is listed twice"))
+    if spec.tls.ca_bundle and not (base_dir / spec.tls.ca_bundle).is_file():
+        problems.append(("tls.ca_bundle", f"{spec.tls.ca_bundle!r} is not a readable file"))
+    if spec.fail2ban.maxretry < 1:
+        problems.append(("fail2ban.maxretry", "must be at least 1"))
+    reserved = {25, 465, 587, 143, 993, 80, spec.firewall.ssh_port}
+    for i, rule in enumerate(spec.firewall.allow):
+        if rule.port in reserved and rule.proto == "tcp":
+            problems.append((f"firewall.allow[{i}].port", f"{rule.port} is opened by mailhost already"))
+    return problems
+
+
+def parse_spec(data: Any, source: str = "spec", base_dir: Path = Path(".")) -> Spec:
+    """Validate already-loaded YAML data; raise SpecError listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError([("", "the spec must be a YAML mapping (hostname:, domains:, mailboxes: ...)")], source)
+    builder = _Builder()
+    spec = builder.build_dataclass(Spec, data, "")
+    if builder.problems or spec is None:
+        raise SpecError(builder.problems, source)
+    problems = _cross_checks(spec, base_dir)
+    if problems:
+        raise SpecError(problems, source)
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file. Relative file paths in it are relative to the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError([("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([("", f"not valid YAML: {exc}")], str(path)) from None
+    return parse_spec(data, str(path), path.parent)
+
+
+# -- JSON Schema ------------------------------------------------------------------------------------
+def _schema(tp: Any) -> dict:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return {"anyOf": [_schema(args[0]), {"type": "null"}]}
+    if origin is Annotated:
+        return dict(typing.get_args(tp)[1].schema)
+    if origin is Literal:
+        return {"enum": list(typing.get_args(tp))}
+    if origin is list:
+        return {"type": "array", "items": _schema(typing.get_args(tp)[0])}
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp, include_extras=True)
+        props, required = {}, []
+        for f in dataclasses.fields(tp):
+            prop = _schema(hints[f.name])
+            prop["description"] = f.metadata.get("doc", "")
+            if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):
+                prop["default"] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+                if not dataclasses.is_dataclass(default):
+                    prop["default"] = default
+            else:
+                if f.default is dataclasses.MISSING:
+                    required.append(f.name)
+            props[f.name] = prop
+        return {"type": "object", "additionalProperties": False, "properties": props, "required": required}
+    return {"type": {str: "string", int: "integer", bool: "boolean"}[tp]}
+
+
+def json_schema() -> dict:
+    schema = _schema(Spec)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "mailhost-spec.schema.json",
+            "title": "mailhost spec", **schema}

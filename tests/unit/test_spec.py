@@ -1,0 +1,171 @@
+"""Spec validation: good specs load with defaults; each bad spec names its field path and what is wrong."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mailhost.spec import SpecError, json_schema, load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parents[2]
+HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86
+
+MINIMAL = {
+    "hostname": "mail.example.org",
+    "domains": [{"name": "example.org"}],
+    "mailboxes": [{"address": "alice@example.org", "password_hash": HASH}],
+}
+
+
+def with_(**changes):
+    spec = copy.deepcopy(MINIMAL)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = spec
+        for p in parents:
+            node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
+        if value is DELETE:
+            del node[last]
+        else:
+            node[int(last) if last.isdigit() else last] = value
+    return spec
+
+
+DELETE = object()
+
+
+def test_minimal_spec_gets_sensible_defaults():
+    spec = parse_spec(MINIMAL)
+    assert spec.hostname == "mail.example.org"
+    assert spec.limits.message_size == 25 * 1024 * 1024
+    assert spec.dkim.selectors == ["mail"] and spec.selectors(spec.domains[0]) == ["mail"]
+    assert spec.tls.acme_directory.startswith("https://acme-v02.api.letsencrypt.org")
+    assert spec.acme_contact == "postmaster@example.org"
+    assert spec.features.clamav is False and spec.features.postscreen is True
+    assert spec.firewall.ssh_port == 22 and spec.fail2ban.enabled
+    assert spec.addresses.ipv4 is None  # discovered on the host
+
+
+def test_example_spec_is_valid(tmp_path, monkeypatch):
+    shutil.copy(REPO / "specs/example.yaml", tmp_path / "spec.yaml")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets/carol.pw").write_text("correct horse\n")
+    monkeypatch.setenv("MAILHOST_PW_BOB", "battery staple")
+    spec = load_spec(tmp_path / "spec.yaml")
+    assert spec.domain_names == ["example.org", "example.net"]
+    assert spec.selectors(spec.domains[1]) == ["mail", "mail2026"]
+    assert spec.aliases[1].source == "@example.net"
+    assert spec.mailboxes[0].quota == 5 * 1024 ** 3
+    assert spec.fail2ban.bantime == 3600 and spec.fail2ban.findtime == 600
+
+
+def test_names_are_normalised():
+    spec = parse_spec(with_(hostname="Mail.Example.ORG.", domains=[{"name": "Example.org"}],
+                            mailboxes=[{"address": "Alice@EXAMPLE.org", "password_hash": HASH}]))
+    assert spec.hostname == "mail.example.org"
+    assert spec.mailboxes[0].address == "alice@example.org"
+
+
+BAD = [
+    ("missing hostname", with_(hostname=DELETE), "hostname", "is required"),
+    ("hostname not a name", with_(hostname="mail_server"), "hostname", "not a valid fully qualified host name"),
+    ("hostname is an IP", with_(hostname="192.0.2.1"), "hostname", "not a valid fully qualified host name"),
+    ("domain with a space", with_(domains=[{"name": "example.org"}, {"name": "exa mple.org"}]),
+     "domains[1].name", "'exa mple.org' is not a valid domain name"),
+    ("domains not a list", with_(domains="example.org"), "domains", "expected a list"),
+    ("no domains", with_(domains=[]), "domains", "at least one domain"),
+    ("duplicate domain", with_(domains=[{"name": "example.org"}, {"name": "EXAMPLE.org"}]),
+     "domains[1].name", "listed twice"),
+    ("unknown top-level key", with_(hostnme="x"), "hostnme", "unknown field (did you mean 'hostname'?)"),
+    ("unknown nested key", with_(limits__mesage_size="10M"), "limits.mesage_size", "did you mean 'message_size'"),
+    ("unknown key in a list item", with_(mailboxes__0__pasword_hash="x"), "mailboxes[0].pasword_hash",
+     "unknown field"),
+    ("bad mailbox address", with_(mailboxes__0__address="alice.example.org"), "mailboxes[0].address",
+     "not a valid email address"),
+    ("mailbox outside the domains", with_(mailboxes__0__address="alice@example.com"), "mailboxes[0].address",
+     "not in one of the mail domains"),
+    ("no password source", with_(mailboxes__0__password_hash=DELETE), "mailboxes[0]", "exactly one of"),
+    ("two password sources", with_(mailboxes__0__password_env="PW"), "mailboxes[0]", "has password_hash, password_env"),
+    ("plaintext as hash", with_(mailboxes__0__password_hash="hunter2"), "mailboxes[0].password_hash",
+     "is not a password hash"),
+    ("weak hash scheme", with_(mailboxes__0__password_hash="{PLAIN}hunter2"), "mailboxes[0].password_hash",
+     "too weak"),
+    ("unset password env", with_(mailboxes__0__password_hash=DELETE, mailboxes__0__password_env="MAILHOST_NOPE_XYZ"),
+     "mailboxes[0].password_env", "MAILHOST_NOPE_XYZ is not set"),
+    ("missing password file", with_(mailboxes__0__password_hash=DELETE, mailboxes__0__password_file="nope.pw"),
+     "mailboxes[0].password_file", "not a readable file"),
+    ("bad quota", with_(mailboxes__0__quota="lots"), "mailboxes[0].quota", "is not a size"),
+    ("duplicate mailbox", with_(mailboxes=[{"address": "a@example.org", "password_hash": HASH}] * 2),
+     "mailboxes[1].address", "listed twice"),
+    ("alias outside domains", with_(aliases=[{"source": "x@example.com", "destinations": ["alice@example.org"]}]),
+     "aliases[0].source", "not in one of the mail domains"),
+    ("alias without destinations", with_(aliases=[{"source": "x@example.org", "destinations": []}]),
+     "aliases[0].destinations", "at least one destination"),
+    ("alias destination not an address", with_(aliases=[{"source": "@example.org", "destinations": ["bob"]}]),
+     "aliases[0].destinations[0]", "not a valid email address"),
+    ("alias shadows a mailbox", with_(aliases=[{"source": "alice@example.org", "destinations": ["b@x.org"]}]),
+     "aliases[0].source", "also a mailbox"),
+    ("message size zero", with_(limits__message_size=0), "limits.message_size", "is not a size"),
+    ("ACME over http", with_(tls__acme_directory="http://acme.example/dir"), "tls.acme_directory",
+     "not an https:// URL"),
+    ("unknown challenge", with_(tls__challenge="dns-01"), "tls.challenge", "is not one of 'http-01'"),
+    ("bad DKIM selector", with_(dkim__selectors=["mail_2026"]), "dkim.selectors[0]", "not a DNS label"),
+    ("odd DKIM key size", with_(dkim__key_bits=1000), "dkim.key_bits", "is not one of 1024, 2048"),
+    ("feature not a boolean", with_(features__pop3="yes"), "features.pop3", "expected true or false"),
+    ("bad DNSBL", with_(features__dnsbl=["not a list"]), "features.dnsbl[0]", "not a valid domain name"),
+    ("ssh port out of range", with_(firewall__ssh_port=70000), "firewall.ssh_port", "not a port number"),
+    ("bad firewall source", with_(firewall__allow=[{"port": 8080, "sources": ["10.0.0.300"]}]),
+     "firewall.allow[0].sources[0]", "not an address or network"),
+    ("firewall reopens a mail port", with_(firewall__allow=[{"port": 25}]), "firewall.allow[0].port",
+     "opened by mailhost already"),
+    ("bad bantime", with_(fail2ban__bantime="forever"), "fail2ban.bantime", "not a duration"),
+    ("bad IPv4", with_(addresses__ipv4="2001:db8::1"), "addresses.ipv4", "not an IPv4 address"),
+    ("section not a mapping", with_(tls=["x"]), "tls", "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("label,data,path,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_spec_is_rejected_with_its_field_path(label, data, path, message):
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    assert any(p == path and message in m for p, m in err.value.problems), err.value.problems
+    assert f"{path}: " in str(err.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SpecError) as err:
+        parse_spec(with_(hostname="bad name", domains__0__name="also bad", limits__x=1))
+    assert {p for p, _ in err.value.problems} >= {"hostname", "domains[0].name", "limits.x"}
+
+
+def test_not_a_mapping_and_not_yaml(tmp_path):
+    with pytest.raises(SpecError, match="must be a YAML mapping"):
+        parse_spec(["hostname"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hostname: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_json_schema_matches_the_spec():
+    schema = json_schema()
+    json.dumps(schema)  # serialisable
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"hostname", "domains", "mailboxes"}
+    mailbox = schema["properties"]["mailboxes"]["items"]
+    assert mailbox["additionalProperties"] is False and "password_hash" in mailbox["properties"]
+    assert schema["properties"]["limits"]["properties"]["message_size"]["default"] == 25 * 1024 * 1024
+    example = yaml.safe_load((REPO / "specs/example.yaml").read_text())
+    assert set(example) <= set(schema["properties"])
+
+
+def test_published_schema_is_current():
+    """docs/spec.schema.json is what `mailhost spec schema` prints (regenerate it when the spec changes)."""
+    assert json.loads((REPO / "docs/spec.schema.json").read_text()) == json_schema()
