@@ -1,9 +1,11 @@
-"""Real hosts. Copy and edit: one entry per mail host, reachable as root (or sudo) over SSH.
+"""Real hosts. Copy and edit: one entry per mail host, reachable as root over SSH, each naming its spec.
 
-    pyinfra inventory/prod.py deploy.py --dry   # show the plan
+    pyinfra inventory/prod.py deploy.py --dry   # show the plan, change nothing
     pyinfra inventory/prod.py deploy.py         # converge
 """
 
+from mailhost.inventory import mail_host
+
 mail = [
-    ("mail.example.org", {"mail_hostname": "mail.example.org"}),
+    mail_host("mail.example.org", spec="specs/example.yaml"),
 ]

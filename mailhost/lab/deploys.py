@@ -77,8 +77,10 @@ def inventory_file(hosts: list[TestHost], data: HostData, directory: Path) -> Pa
         address, host_data = host.inventory()
         entries.append((address, {**host_data, **(data(host) if callable(data) else data)}))
     path = directory / "lab_inventory.py"
-    path.write_text("import json\nlab = json.loads(" + repr(json.dumps(entries)) + ")\n"
-                    "lab = [tuple(entry) for entry in lab]\n")
+    # Like a user's inventory, it validates each host's spec before pyinfra connects.
+    path.write_text("import json\nfrom mailhost.spec import load_spec\n"
+                    "lab = [tuple(entry) for entry in json.loads(" + repr(json.dumps(entries)) + ")]\n"
+                    "for _address, _data in lab:\n    if 'spec' in _data:\n        load_spec(_data['spec'])\n")
     return path
 
 

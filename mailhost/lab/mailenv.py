@@ -1,0 +1,70 @@
+"""A mail deployment in the lab: zones, a spec and DNS that points at a test host.
+
+Until the DNS stage publishes records itself, this stands in for a user who pointed DNS at the
+VPS by hand: the host's A record (needed for ACME HTTP-01), MX, and the provider's PTR.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import Lab
+from .hosts import TestHost
+
+
+@dataclass
+class MailEnv:
+    host: TestHost
+    spec_path: Path
+    hostname: str
+    domains: list[str]
+    passwords: dict[str, str] = field(repr=False)  # address -> plaintext, for the tests' clients
+
+    @property
+    def mailboxes(self) -> list[str]:
+        return sorted(self.passwords)
+
+
+def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2, mailboxes_per_domain: int = 2,
+                  extra: dict | None = None) -> MailEnv:
+    """Create lab zones for `domains` fresh domains, point them at `host`, and write a spec for it."""
+    tag = uuid.uuid4().hex[:6]
+    names = [f"d{i}-{tag}.test" for i in range(domains)]
+    hostname = f"mail.{names[0]}"
+    for i, zone in enumerate(names):
+        records = f"@ MX 10 {hostname}.\n"
+        if i == 0:
+            records += f"mail A {host.address}\nmail AAAA {host.address6}\n"
+        lab.dns.add_zone(zone, records)
+    lab.dns.set_ptr(host.address, hostname)
+    passwords, boxes = {}, []
+    for zone in names:
+        for n in range(mailboxes_per_domain):
+            address = f"user{n}@{zone}"
+            passwords[address] = f"pw-{uuid.uuid4().hex}"
+            boxes.append({"address": address, "password_file": f"secrets/{address}"})
+    secrets = directory / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    for address, password in passwords.items():
+        (secrets / address).write_text(password + "\n")
+        (secrets / address).chmod(0o600)
+    spec = {
+        "hostname": hostname,
+        "domains": [{"name": n} for n in names],
+        "mailboxes": boxes,
+        "aliases": [{"source": f"postmaster@{names[0]}", "destinations": [boxes[0]["address"]]}],
+        "tls": {"acme_directory": lab.acme.directory_url, "ca_bundle": str(lab.ca_bundle),
+                "contact": f"postmaster@{names[0]}"},
+        "features": {"dnsbl": [f"dnsbl.{lab.cfg.parent_zone.rstrip('.')}"]},
+    }
+    if len(names) > 1:
+        spec["aliases"].append({"source": f"@{names[-1]}", "destinations": [boxes[-1]["address"]]})
+    for key, value in (extra or {}).items():
+        spec[key] = value
+    spec_path = directory / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return MailEnv(host, spec_path, hostname, names, passwords)

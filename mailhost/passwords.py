@@ -1,0 +1,45 @@
+"""Mailbox password hashes for Dovecot's passwd-file, computed on the controller.
+
+A plaintext password (from an environment variable or a file named in the spec) never leaves
+the controller: it is hashed here with SHA512-CRYPT. The salt is derived from the address and
+the password, so the same password gives the same hash on every run (the users file does not
+change, the deploy stays idempotent) while no two mailboxes share a salt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+from .spec import Mailbox
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt  # stdlib until 3.13; Debian 12 ships 3.11
+
+ROUNDS = 100_000
+_SALT_CHARS = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def read_password(box: Mailbox, base_dir: Path) -> str:
+    if box.password_env:
+        return os.environ[box.password_env]
+    return (base_dir / box.password_file).read_text().rstrip("\n")
+
+
+def sha512_crypt(password: str, address: str) -> str:
+    digest = hashlib.sha256(f"mailhost-salt\0{address}\0{password}".encode()).digest()
+    salt = "".join(_SALT_CHARS[b % 64] for b in digest[:16])
+    return "{SHA512-CRYPT}" + crypt.crypt(password, f"$6$rounds={ROUNDS}${salt}$")
+
+
+def password_hash(box: Mailbox, base_dir: Path) -> str:
+    """The scheme-prefixed hash for `box` (given in the spec, or computed from its secret)."""
+    if box.password_hash:
+        return box.password_hash
+    return sha512_crypt(read_password(box, base_dir), box.address)
+
+
+__all__ = ["password_hash", "read_password", "sha512_crypt"]

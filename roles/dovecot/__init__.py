@@ -1,0 +1,41 @@
+"""Dovecot: IMAP (143 STARTTLS, 993), LMTP delivery from Postfix, the SASL socket for Postfix,
+passwd-file users with strong hashes, quotas, sieve (spam into Junk), optional POP3/ManageSieve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from mailhost import maps
+from mailhost.spec import Spec
+from roles._config import config_file
+from roles.certbot import live_dir
+
+VMAIL_UID = 5000
+
+
+def packages(spec: Spec) -> list[str]:
+    extra = (["dovecot-pop3d"] if spec.features.pop3 else []) + \
+            (["dovecot-managesieved"] if spec.features.managesieve else [])
+    return ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", *extra]
+
+
+@deploy("dovecot")
+def apply(spec: Spec, spec_dir: Path) -> None:
+    server.group(name="vmail group", group="vmail", system=True, gid=VMAIL_UID)
+    server.user(name="vmail user owns the mail store", user="vmail", group="vmail", uid=VMAIL_UID, system=True,
+                home="/var/vmail", shell="/usr/sbin/nologin", create_home=False)
+    files.directory(name="Mail store", path="/var/vmail", user="vmail", group="vmail", mode="750")
+    users = config_file(__file__, "/etc/dovecot/users", lines=maps.dovecot_users(spec, spec_dir),
+                        mode="640", group="dovecot")
+    sieve = config_file(__file__, "/etc/dovecot/sieve/spam-to-junk.sieve")
+    server.shell(name="Spam sieve script is compiled", commands=["sievec /etc/dovecot/sieve/spam-to-junk.sieve"],
+                 _if=sieve.did_change)
+    conf = config_file(__file__, "/etc/dovecot/dovecot.conf", check="doveconf -n -c {path} >/dev/null",
+                       spec=spec, tls=live_dir(spec), vmail_uid=VMAIL_UID)
+    systemd.service(name="Dovecot is running", service="dovecot", running=True, enabled=True)
+    systemd.service(name="Dovecot reloads its config", service="dovecot", reloaded=True,
+                    _if=any_changed(conf, users))

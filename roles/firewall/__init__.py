@@ -1,0 +1,64 @@
+"""Firewall: nftables, default-deny inbound; SSH (never lock the operator out), mail, ACME and enabled features.
+
+Only mailhost's own table (`inet mailhost`) is managed, replaced atomically on reload, so other tables
+(Fail2Ban's bans) survive. A flushed or edited live ruleset is noticed and restored.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.operations import server, systemd
+
+from mailhost.spec import Spec
+from roles._config import config_file
+
+PACKAGES = ["nftables"]
+LIVE_SNAPSHOT = "/var/lib/mailhost/nftables.live"
+
+
+class FirewallDrift(FactBase):
+    """True when the live `inet mailhost` table differs from what was loaded last (flushed, edited)."""
+
+    def command(self) -> str:
+        return (f"if command -v nft >/dev/null && [ -f {LIVE_SNAPSHOT} ]; then "
+                f"nft -s list table inet mailhost 2>/dev/null | cmp -s - {LIVE_SNAPSHOT} && echo same || echo drift; "
+                "else echo absent; fi")
+
+    def process(self, output: list[str]) -> bool:
+        return output[0].strip() == "drift"
+
+
+class SshClientAddress(FactBase):
+    """The address this deploy connects from (kept allowed even when SSH is restricted)."""
+
+    def command(self) -> str:
+        return 'echo "${SSH_CONNECTION%% *}"'
+
+    def process(self, output: list[str]) -> str | None:
+        return (output[0].strip() or None) if output else None
+
+
+def tcp_ports(spec: Spec) -> list[int]:
+    ports = [25, 80, 143, 465, 587, 993]
+    if spec.features.pop3:
+        ports.append(995)
+    if spec.features.managesieve:
+        ports.append(4190)
+    return sorted(ports)
+
+
+@deploy("firewall")
+def apply(spec: Spec) -> None:
+    ssh_sources = list(spec.firewall.ssh_sources)
+    controller = host.get_fact(SshClientAddress)
+    if ssh_sources and controller and controller not in ssh_sources:
+        ssh_sources.append(controller)  # never lock out the deploy that is running
+    conf = config_file(__file__, "/etc/nftables.conf", check="nft -c -f {path}", mode="755",
+                       spec=spec, tcp_ports=tcp_ports(spec), ssh_sources=ssh_sources)
+    systemd.service(name="nftables enabled at boot", service="nftables", enabled=True, running=True)
+    drifted = host.get_fact(FirewallDrift)
+    server.shell(name="Load the firewall" + (" (live ruleset drifted)" if drifted else ""),
+                 commands=["nft -f /etc/nftables.conf",
+                           f"mkdir -p /var/lib/mailhost && nft -s list table inet mailhost > {LIVE_SNAPSHOT}"],
+                 _if=None if drifted else conf.did_change)
