@@ -102,10 +102,14 @@ class Lab:
                 started[d.name] = d
             parent = cfg.parent_zone
             self.dns.add_zone(f"lab.{parent}", f"acme A {cfg.gateway}\n")
-            self.dns.add_zone(f"remote.{parent}", f"@ MX 10 mx\nmx A {cfg.receiver}\nmx AAAA {cfg.addr6(3)}\n"
-                                                  f"@ TXT \"v=spf1 ip4:{cfg.receiver} -all\"\n")
+            # remote.test: the outside world. Its mail comes from its MX and from the test runner
+            # (client.remote.test), both with forward-confirmed reverse DNS and covered by SPF.
+            self.dns.add_zone(f"remote.{parent}",
+                              f"@ MX 10 mx\nmx A {cfg.receiver}\nmx AAAA {cfg.addr6(3)}\nclient A {cfg.gateway}\n"
+                              f"@ TXT \"v=spf1 ip4:{cfg.receiver} ip4:{cfg.gateway} -all\"\n")
             self.dns.add_zone(f"dnsbl.{parent}", "")
             self.dns.set_ptr(cfg.receiver, f"mx.remote.{parent}")
+            self.dns.set_ptr(cfg.gateway, f"client.remote.{parent}")
             started["apt-proxy"] = start_apt_proxy(cfg)
             started["pebble"] = self.acme.start(ca)
             started["receiver"] = self.receiver.start(ca)

@@ -1,0 +1,224 @@
+"""A converged mail host, proven with real mail: delivery, submission, DKIM, policy, idempotence, drift."""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import ssl
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from email.message import EmailMessage
+
+import dkim
+import pytest
+
+from mailhost.lab.deploys import run_deploy
+from mailhost.lab.mailenv import make_mail_env
+
+pytestmark = pytest.mark.e2e
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture(scope="module")
+def mail(lab, tmp_path_factory):
+    """One fresh container converged from a spec with two domains, four mailboxes and aliases."""
+    host = lab.new_host(f"mx{uuid.uuid4().hex[:5]}")
+    env = make_mail_env(lab, host, tmp_path_factory.mktemp("spec"))
+    first = run_deploy([host], {"spec": str(env.spec_path)}).check()
+    env.first_run = first
+    yield env
+    lab.remove_host(host.name)
+
+
+def tls_context(lab) -> ssl.SSLContext:
+    """Trust only the lab's ACME CA: certificates must be the ones certbot obtained."""
+    return ssl.create_default_context(cafile=str(lab.acme.root_file))
+
+
+def message(sender: str, to: str, subject: str, body: str = "hello\n") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@mailhost.test>"
+    msg.set_content(body)
+    return msg
+
+
+def imap_fetch(lab, mail, address: str, subject: str, folder: str = "INBOX", timeout: float = 30) -> bytes:
+    """Log in over IMAPS (certificate verified against the ACME CA and the host name) and fetch by subject."""
+    deadline = time.monotonic() + timeout
+    with imaplib.IMAP4_SSL(mail.hostname, 993, ssl_context=tls_context(lab), timeout=20) as imap:
+        imap.login(address, mail.passwords[address])
+        while True:
+            imap.select(folder)
+            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+            if found[0]:
+                _, data = imap.fetch(found[0].split()[-1], "(RFC822)")
+                return data[0][1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{subject!r} not in {address}'s {folder} after {timeout}s")
+            time.sleep(0.5)
+
+
+def test_first_run_converges_and_second_run_changes_nothing(mail):
+    assert mail.first_run.changed
+    again = run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    assert again.operations and not again.changed, f"re-run changed: {again.changed}"
+
+
+def test_inbound_mail_on_25_is_delivered_and_read_over_imaps(lab, mail):
+    to = mail.mailboxes[0]
+    subject = f"inbound {uuid.uuid4().hex}"
+    with smtplib.SMTP(mail.hostname, 25, local_hostname="client.remote.test", timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        smtp.send_message(message("someone@remote.test", to, subject))
+    raw = imap_fetch(lab, mail, to, subject)
+    assert subject.encode() in raw
+    assert b"Authentication-Results" in raw  # rspamd looked at it
+
+
+def test_catch_all_and_alias_deliver(lab, mail):
+    catch_all_owner = [m for m in mail.mailboxes if m.endswith(mail.domains[-1])][-1]
+    subject = f"catchall {uuid.uuid4().hex}"
+    with smtplib.SMTP(mail.hostname, 25, local_hostname="client.remote.test", timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        smtp.send_message(message("someone@remote.test", f"nobody-{uuid.uuid4().hex[:6]}@{mail.domains[-1]}",
+                                  subject))
+    assert subject.encode() in imap_fetch(lab, mail, catch_all_owner, subject)
+
+
+@pytest.mark.parametrize("port", [587, 465])
+def test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signature(lab, mail, port):
+    sender = mail.mailboxes[0]
+    subject = f"outbound {port} {uuid.uuid4().hex}"
+    if port == 465:
+        smtp = smtplib.SMTP_SSL(mail.hostname, 465, context=tls_context(lab), timeout=30)
+    else:
+        smtp = smtplib.SMTP(mail.hostname, 587, timeout=30)
+        smtp.starttls(context=tls_context(lab))
+    with smtp:
+        smtp.login(sender, mail.passwords[sender])
+        smtp.send_message(message(sender, "bob@remote.test", subject))
+    got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
+    assert got.peer == mail.host.address and got.tls and got.helo == mail.hostname
+    domain = sender.split("@")[1]
+    public = mail.host.ssh(f"openssl pkey -in /etc/opendkim/keys/{domain}/mail.private -pubout -outform DER "
+                           "| base64 -w0").stdout.strip()
+
+    def dns_from_host_key(name, timeout=5):
+        assert name == f"mail._domainkey.{domain}.".encode()
+        return f"v=DKIM1; k=rsa; p={public}".encode()
+    assert b"DKIM-Signature" in got.raw
+    assert dkim.verify(got.raw, dnsfunc=dns_from_host_key)
+
+
+def test_no_open_relay_and_no_auth_before_tls(lab, mail):
+    with smtplib.SMTP(mail.hostname, 25, timeout=30) as smtp:
+        smtp.ehlo("outsider.test")
+        assert not smtp.has_extn("auth")
+        smtp.starttls(context=tls_context(lab))
+        smtp.ehlo("outsider.test")
+        assert not smtp.has_extn("auth"), "port 25 must not offer AUTH"
+        smtp.mail("spammer@elsewhere.test")
+        code, reply = smtp.rcpt("victim@remote.test")
+        assert code == 554 and b"Relay access denied" in reply
+    with smtplib.SMTP(mail.hostname, 587, timeout=30) as smtp:
+        smtp.ehlo("client.test")
+        assert not smtp.has_extn("auth"), "AUTH offered before STARTTLS"
+        code, _ = smtp.mail(mail.mailboxes[0])
+        assert code == 530  # must issue STARTTLS first
+    with smtplib.SMTP(mail.hostname, 587, timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        smtp.ehlo("client.test")
+        assert smtp.has_extn("auth")
+        smtp.mail(mail.mailboxes[0])
+        code, _ = smtp.rcpt("bob@remote.test")
+        assert code == 554, "submission without AUTH must be refused"
+
+
+def test_a_user_cannot_send_as_another_user(lab, mail):
+    me, other = mail.mailboxes[0], mail.mailboxes[1]
+    with smtplib.SMTP(mail.hostname, 587, timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        smtp.login(me, mail.passwords[me])
+        code, reply = smtp.mail(other)
+        if code == 250:
+            code, reply = smtp.rcpt("bob@remote.test")
+        assert code == 553 and b"not owned by user" in reply
+        # ...but may send as an alias that delivers to them.
+        smtp.rset()
+        assert smtp.mail(f"postmaster@{mail.domains[0]}")[0] == 250
+        assert smtp.rcpt("bob@remote.test")[0] == 250
+
+
+def test_gtube_is_rejected_by_rspamd(lab, mail):
+    with smtplib.SMTP(mail.hostname, 25, timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        with pytest.raises(smtplib.SMTPDataError) as err:
+            smtp.send_message(message("spammer@remote.test", mail.mailboxes[0], "gtube", GTUBE + "\n"))
+    assert err.value.smtp_code == 554
+
+
+DRIFTS = {
+    "main.cf edited": ("echo 'smtpd_banner = hacked' >> /etc/postfix/main.cf",
+                       "grep -c 'smtpd_banner = hacked' /etc/postfix/main.cf || true", "0"),
+    "dovecot stopped": ("systemctl stop dovecot", "systemctl is-active dovecot || true", "active"),
+    "nft ruleset flushed": ("nft flush ruleset", "nft list tables", "table inet mailhost"),
+    "mailbox deleted from the user database": ("sed -i 1d /etc/dovecot/users", "wc -l < /etc/dovecot/users", None),
+    "DKIM key mode changed": ("chmod 644 /etc/opendkim/keys/*/mail.private",
+                              "stat -c %a /etc/opendkim/keys/*/mail.private | sort -u", "600"),
+}
+
+
+@pytest.mark.parametrize("case", list(DRIFTS))
+def test_drift_is_repaired_by_the_next_run(lab, mail, case):
+    break_it, observe, expected = DRIFTS[case]
+    before = mail.host.ssh(observe).stdout.strip()
+    mail.host.ssh(break_it)
+    broken = mail.host.ssh(observe).stdout.strip()
+    assert broken != (expected or before), f"{case}: breaking it had no effect"
+    result = run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    assert result.changed, f"{case}: the re-run did not notice"
+    assert mail.host.ssh(observe).stdout.strip() == (expected or before)
+    again = run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    assert not again.changed, f"{case}: not converged after repair: {again.changed}"
+
+
+def test_repeated_failed_logins_get_the_source_banned(lab, mail):
+    """From the lab's outsider address (not the test runner's): failed SASL logins -> nftables ban."""
+    script = textwrap.dedent(f"""
+        import smtplib, ssl, socket, sys
+        ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+        for attempt in range(8):
+            try:
+                with smtplib.SMTP("{mail.host.address}", 587, timeout=5) as s:
+                    s.starttls(context=ctx)
+                    s.login("{mail.mailboxes[0]}", "wrong-password")
+            except smtplib.SMTPAuthenticationError:
+                pass
+            except OSError:
+                print("blocked at attempt", attempt); break
+        try:
+            socket.create_connection(("{mail.host.address}", 587), timeout=3).close()
+            print("still open")
+        except OSError:
+            print("banned")
+    """)
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run(lab.outsider_argv([sys.executable, "-c", script]), capture_output=True, text=True,
+                             timeout=120).stdout
+        if "banned" in out or time.monotonic() > deadline:
+            break
+    status = mail.host.ssh("fail2ban-client status postfix-sasl").stdout
+    try:
+        assert "banned" in out, out
+        assert lab.cfg.outsider in status
+        # The runner's own address is not affected.
+        with smtplib.SMTP(mail.hostname, 587, timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
+    finally:
+        mail.host.ssh("fail2ban-client unban --all", check=False)
