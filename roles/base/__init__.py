@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from io import StringIO
 
-from pyinfra.api import deploy
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
 from pyinfra.operations import apt, files, server, systemd
 
 from mailhost.spec import Spec
 
 PACKAGES = ["systemd-timesyncd", "ca-certificates", "ssl-cert"]
+
+
+class DpkgInterrupted(FactBase):
+    """True when a dpkg run was cut off (e.g. an earlier deploy lost its SSH connection mid-install)."""
+
+    def command(self) -> str:
+        return "ls -A /var/lib/dpkg/updates 2>/dev/null | head -1"
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output and output[0].strip())
 
 
 @deploy("base")
@@ -21,6 +32,14 @@ def apply(spec: Spec, packages: list[str]) -> None:
                replace=f"127.0.1.1\t{fqdn}\t{fqdn.split('.', 1)[0]}")
     files.put(name="/etc/mailname is the mail host name", src=StringIO(f"{fqdn}\n"), dest="/etc/mailname",
               mode="644")
+    # A run interrupted mid-install (SSH dropped, controller killed) may leave apt running or dpkg
+    # half-done: wait for the lock instead of failing, and finish dpkg's work first.
+    files.put(name="apt waits for a held lock", src=StringIO('DPkg::Lock::Timeout "900";\n'),
+              dest="/etc/apt/apt.conf.d/90mailhost-lock-timeout", mode="644")
+    if host.get_fact(DpkgInterrupted):
+        server.shell(name="Finish an interrupted dpkg run",
+                     commands=["timeout 900 sh -c 'while pidof apt-get apt dpkg >/dev/null; do sleep 1; done'",
+                               "dpkg --configure -a"])
     # One apt transaction for the whole stack: as fast as a plain `apt-get install`.
     apt.update(name="Package lists are fresh", cache_time=3600)
     apt.packages(name="Mail stack packages", packages=sorted(set(PACKAGES + packages)), no_recommends=True)

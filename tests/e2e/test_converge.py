@@ -1,0 +1,93 @@
+"""Converging from a spec: dry runs touch nothing, bad specs stop before connecting, interrupted runs
+recover, and a real VM (own kernel) converges, stays converged and survives a reboot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from mailhost.lab.deploys import REPO, inventory_file, run_deploy
+from mailhost.lab.mailenv import make_mail_env
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "nftables"]
+
+
+def host_fingerprint(host) -> str:
+    """What a deploy would change on a fresh host."""
+    return host.ssh("hostname; cat /etc/hosts /etc/mailname 2>/dev/null; ls /var/lib/mailhost 2>&1; "
+                    "dpkg -l postfix dovecot-core 2>&1 | tail -2; ls -la /etc/nftables.conf 2>&1", check=False).stdout
+
+
+def test_dry_run_on_a_fresh_host_shows_the_plan_and_changes_nothing(lab, fresh_host, tmp_path):
+    host = fresh_host()
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    before = host_fingerprint(host)
+    result = run_deploy([host], {"spec": str(env.spec_path)}, dry=True)
+    assert result.returncode == 0, result.output[-3000:]
+    assert "Detected changes" in result.output
+    for op in ("base | Hostname is the mail host name", "base | Mail stack packages",
+               "certbot | Certificate for", "postfix | Install /etc/postfix/main.cf"):
+        assert op in result.output, f"the plan does not show {op!r}"
+    assert host_fingerprint(host) == before
+
+
+def test_a_bad_spec_stops_the_run_before_any_connection(lab, fresh_host, tmp_path):
+    host = fresh_host()
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    spec = yaml.safe_load(env.spec_path.read_text())
+    spec["domains"].append({"name": "exa mple.test"})
+    env.spec_path.write_text(yaml.safe_dump(spec))
+    result = run_deploy([host], {"spec": str(env.spec_path)})
+    assert result.returncode != 0
+    assert "domains[1].name: 'exa mple.test' is not a valid domain name" in result.output
+    assert "Connected" not in result.output
+    assert "mailhost" not in host.ssh("ls /var/lib").stdout
+
+
+def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
+    """The controller dies mid-deploy (SSH dropped while apt installs); the next run finishes the job."""
+    host = fresh_host()
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    inventory = inventory_file([host], {"spec": str(env.spec_path)}, tmp_path)
+    run = subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), str(inventory), "deploy.py", "-y"], cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    deadline = time.monotonic() + 300
+    while "Mail stack packages" not in seen and time.monotonic() < deadline:
+        seen += run.stdout.readline()
+    time.sleep(3)  # apt is now unpacking on the host
+    run.kill()
+    run.wait()
+    assert "Mail stack packages" in seen
+    first = run_deploy([host], {"spec": str(env.spec_path)}).check()
+    assert first.changed
+    assert run_deploy([host], {"spec": str(env.spec_path)}).check().changed == []
+    for service in SERVICES:
+        assert host.ssh(f"systemctl is-active {service}").stdout.strip() == "active", service
+
+
+@pytest.mark.vm
+def test_vm_converges_stays_converged_and_comes_back_after_reboot(lab, fresh_host, tmp_path):
+    host = fresh_host("vm")
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    run_deploy([host], {"spec": str(env.spec_path)}, timeout=3600).check()
+    again = run_deploy([host], {"spec": str(env.spec_path)}, timeout=1800).check()
+    assert not again.changed, f"re-run changed {again.changed}"
+    table = host.ssh("nft -s list table inet mailhost").stdout
+    host.reboot(timeout=900)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        states = {s: host.ssh(f"systemctl is-active {s}", check=False).stdout.strip() for s in SERVICES}
+        if all(v == "active" for v in states.values()):
+            break
+        time.sleep(2)
+    assert all(v == "active" for v in states.values()), states
+    assert host.ssh("nft -s list table inet mailhost").stdout == table
+    assert host.ssh("hostname -f").stdout.strip() == env.hostname
+    assert not run_deploy([host], {"spec": str(env.spec_path)}, timeout=1800).check().changed
