@@ -11,14 +11,12 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+from roles import all_packages, base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
 
 spec_path = Path(host.data.spec)
 spec = load_spec(spec_path)
 
-packages = (firewall.PACKAGES + certbot.PACKAGES + opendkim.PACKAGES + rspamd.PACKAGES + postfix.PACKAGES
-            + dovecot.packages(spec) + fail2ban.PACKAGES)
-base.apply(spec, packages)
+base.apply(spec, all_packages(spec))
 firewall.apply(spec)
 certbot.apply(spec, spec_path.parent)
 opendkim.apply(spec)

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the roles/ package
+
 from mailhost.lab import Lab, LabConfig, images
 
-# The Debian packages of the mail stack (what the roles install).
-MAIL_STACK = ["postfix", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve", "dovecot-managesieved", "rspamd",
-              "redis-server", "opendkim", "opendkim-tools", "certbot", "fail2ban", "nftables"]
+from mailhost.spec import parse_spec
+from roles import all_packages
+
+# The Debian packages the roles install for a minimal spec.
+MAIL_STACK = all_packages(parse_spec({
+    "hostname": "mail.example.org", "domains": [{"name": "example.org"}],
+    "mailboxes": [{"address": "a@example.org", "password_hash": "{SHA512-CRYPT}$6$x$y"}]}))
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -76,6 +76,10 @@ class Lab:
         from .receiver import Spool  # not at import time: `python -m ...receiver` runs that module
         return Spool(self.receiver.spool_dir)
 
+    def spec_dir(self, host_name: str) -> Path:
+        """Where `mailhost lab host new --mail` keeps a host's spec (read by inventory/lab.py)."""
+        return self.cfg.state_dir / "specs" / host_name
+
     @property
     def ssh_key(self) -> Path:
         return images.lab_ssh_key(self.cfg)
@@ -134,7 +138,7 @@ class Lab:
             procs.stop(cg.name)
         procs.remove_parent_cgroups()
         self._teardown_network()
-        for sub in ("dns", "acme", "receiver", "apt-proxy", "pki", "hosts"):
+        for sub in ("dns", "acme", "receiver", "apt-proxy", "pki", "hosts", "specs"):
             shutil.rmtree(self.cfg.state_dir / sub, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
 
@@ -215,6 +219,7 @@ class Lab:
             self.dns.update(f"lab.{self.cfg.parent_zone}", lambda u: u.delete(name))
         except Exception:  # noqa: BLE001 - DNS may already be down during `lab down`
             pass
+        shutil.rmtree(self.spec_dir(name), ignore_errors=True)
         with self._state() as state:
             state["hosts"].pop(name, None)
 

@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     new = host_verbs.add_parser("new", help="boot a fresh Debian 12 host")
     new.add_argument("name")
     new.add_argument("--kind", choices=["container", "vm"], default="container")
+    new.add_argument("--mail", action="store_true",
+                     help="also create lab zones pointing at it and a spec for it (used by inventory/lab.py)")
     rm = host_verbs.add_parser("rm", help="remove a host")
     rm.add_argument("name")
     lab.set_defaults(func=run)
@@ -45,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
             start = time.monotonic()
             host = lab.new_host(args.name, args.kind)
             print(f"{host.kind} host {host.name} at {host.address} answered SSH in {time.monotonic() - start:.1f}s")
+            if args.mail:
+                from .mailenv import make_mail_env
+                env = make_mail_env(lab, host, lab.spec_dir(host.name))
+                print(f"  mail host {env.hostname} for {', '.join(env.domains)}; spec {env.spec_path}")
             print(f"  ssh -i {host.ssh_key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                   f"root@{host.address}")
         elif args.host_verb == "rm":

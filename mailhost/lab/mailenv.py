@@ -30,8 +30,12 @@ class MailEnv:
 
 
 def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2, mailboxes_per_domain: int = 2,
-                  extra: dict | None = None) -> MailEnv:
-    """Create lab zones for `domains` fresh domains, point them at `host`, and write a spec for it."""
+                  extra: dict | None = None, shared_hash: str | None = None) -> MailEnv:
+    """Create lab zones for `domains` fresh domains, point them at `host`, and write a spec for it.
+
+    Passwords go in files (hashed by the deploy); with `shared_hash` every mailbox gets that one hash
+    instead (for benchmarks with thousands of mailboxes; the plaintexts are then unknown).
+    """
     tag = uuid.uuid4().hex[:6]
     names = [f"d{i}-{tag}.test" for i in range(domains)]
     hostname = f"mail.{names[0]}"
@@ -46,7 +50,8 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
         for n in range(mailboxes_per_domain):
             address = f"user{n}@{zone}"
             passwords[address] = f"pw-{uuid.uuid4().hex}"
-            boxes.append({"address": address, "password_file": f"secrets/{address}"})
+            boxes.append({"address": address, "password_hash": shared_hash} if shared_hash else
+                         {"address": address, "password_file": f"secrets/{address}"})
     secrets = directory / "secrets"
     secrets.mkdir(parents=True, exist_ok=True)
     for address, password in passwords.items():

@@ -25,6 +25,7 @@ class DpkgInterrupted(FactBase):
 
 @deploy("base")
 def apply(spec: Spec, packages: list[str]) -> None:
+    """`packages`: the whole stack (`roles.all_packages`), installed together."""
     fqdn = spec.hostname
     server.hostname(name="Hostname is the mail host name", hostname=fqdn)
     # Resolve our own FQDN without DNS, the Debian way (127.0.1.1), so services start offline.
@@ -42,6 +43,6 @@ def apply(spec: Spec, packages: list[str]) -> None:
                                "dpkg --configure -a"])
     # One apt transaction for the whole stack: as fast as a plain `apt-get install`.
     apt.update(name="Package lists are fresh", cache_time=3600)
-    apt.packages(name="Mail stack packages", packages=sorted(set(PACKAGES + packages)), no_recommends=True)
+    apt.packages(name="Mail stack packages", packages=packages, no_recommends=True)
     # Time sync matters for TLS, DKIM timestamps and DNSSEC (skipped by systemd inside containers).
     systemd.service(name="Time sync enabled", service="systemd-timesyncd", enabled=True, running=None)
