@@ -432,6 +432,9 @@ def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
             problems.append((f"aliases[{i}].source", f"{source!r} is listed twice"))
     if spec.tls.ca_bundle and not (base_dir / spec.tls.ca_bundle).is_file():
         problems.append(("tls.ca_bundle", f"{spec.tls.ca_bundle!r} is not a readable file"))
+    if spec.features.clamav:
+        problems.append(("features.clamav", "virus scanning is not supported yet (its signature updates need "
+                                            "the ClamAV mirrors); leave it false"))
     if spec.fail2ban.maxretry < 1:
         problems.append(("fail2ban.maxretry", "must be at least 1"))
     reserved = {25, 465, 587, 143, 993, 80, spec.firewall.ssh_port}

@@ -117,6 +117,7 @@ BAD = [
     ("bad DKIM selector", with_(dkim__selectors=["mail_2026"]), "dkim.selectors[0]", "not a DNS label"),
     ("odd DKIM key size", with_(dkim__key_bits=1000), "dkim.key_bits", "is not one of 1024, 2048"),
     ("feature not a boolean", with_(features__pop3="yes"), "features.pop3", "expected true or false"),
+    ("ClamAV not supported yet", with_(features__clamav=True), "features.clamav", "not supported yet"),
     ("bad DNSBL", with_(features__dnsbl=["not a list"]), "features.dnsbl[0]", "not a valid domain name"),
     ("ssh port out of range", with_(firewall__ssh_port=70000), "firewall.ssh_port", "not a port number"),
     ("bad firewall source", with_(firewall__allow=[{"port": 8080, "sources": ["10.0.0.300"]}]),
