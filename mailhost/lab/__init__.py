@@ -143,6 +143,7 @@ class Lab:
         self.state_file.unlink(missing_ok=True)
 
     def _teardown_network(self) -> None:
+        # Namespaces take their veth ends with them; what remains on the bridge side is removed by name.
         for ns in net.lab_namespaces():
             net.peer_down(ns, ns)
         for link in net.lab_links():

@@ -135,7 +135,7 @@ def stop(name: str, daemon: Daemon | None = None, *, grace: float = 5.0) -> None
 
 
 def _reap(pid: int) -> None:
-    """Collect exit statuses: of `pid`, and of any orphan handed to us as subreaper."""
+    """Collect exit statuses: of `pid`, and of every orphan handed to us as subreaper."""
     for target in (pid, -1):
         try:
             while os.waitpid(target, os.WNOHANG)[0] > 0 and target == -1:

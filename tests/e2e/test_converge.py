@@ -4,7 +4,6 @@ recover, and a real VM (own kernel) converges, stays converged and survives a re
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import pytest
