@@ -2,8 +2,10 @@
 
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
 Stages: install the whole package set in one apt transaction, then configure and activate each
-service in dependency order (the firewall opens 80 before certbot; the certificate exists before
-Postfix and Dovecot use it).
+service in dependency order. DNS comes first, so the host name resolves before anything looks it
+up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM are published
+right after they exist; the firewall opens 80 before certbot; the certificate exists before Postfix
+and Dovecot use it.
 """
 
 from pathlib import Path
@@ -11,15 +13,17 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import all_packages, base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+from roles import all_packages, base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
 
 spec_path = Path(host.data.spec)
 spec = load_spec(spec_path)
 
+dns_pending = dns.publish(spec, spec_path.parent)
 base.apply(spec, all_packages(spec))
 firewall.apply(spec)
-certbot.apply(spec, spec_path.parent)
 opendkim.apply(spec)
+dns.publish_keys(spec, spec_path.parent, dns_pending)
+certbot.apply(spec, spec_path.parent)
 rspamd.apply(spec)
 dovecot.apply(spec, spec_path.parent)
 postfix.apply(spec)

@@ -130,14 +130,14 @@ class Port(Check):
 class IPAddress(Check):
     def __init__(self, version: int):
         self.version = version
-        self.schema = {"type": "string", "format": f"ipv{version}"}
+        self.schema = {"type": "string", "format": f"ipv{version}"} if version else {"type": "string"}
 
     def __call__(self, value):
         try:
             address = ipaddress.ip_address(str(value))
         except ValueError:
-            raise ValueError(f"{value!r} is not an IPv{self.version} address") from None
-        if address.version != self.version:
+            raise ValueError(f"{value!r} is not an IP{f'v{self.version}' if self.version else ''} address") from None
+        if self.version and address.version != self.version:
             raise ValueError(f"{value!r} is not an IPv{self.version} address")
         return str(address)
 
@@ -201,6 +201,39 @@ def doc(text: str, default: Any = dataclasses.MISSING, **kw) -> Any:
     return field(default=default, metadata={"doc": text}, **kw)
 
 
+class Url(Check):
+    """http(s) URL: API endpoints may be local (tests, proxies), so http is allowed here."""
+    schema = {"type": "string", "format": "uri", "pattern": "^https?://"}
+
+    def __call__(self, value):
+        if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an http(s):// URL")
+        return value.rstrip("/")
+
+
+class RecordKey(Check):
+    """`NAME TYPE` of a record set, e.g. `example.org MX`."""
+    schema = {"type": "string", "pattern": r"^\S+\s+[A-Za-z0-9]+$"}
+
+    def __call__(self, value):
+        parts = value.split() if isinstance(value, str) else []
+        if len(parts) != 2 or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", parts[1]):
+            raise ValueError(f"{value!r} is not 'NAME TYPE' (e.g. 'example.org MX')")
+        name = parts[0].lower().rstrip(".")
+        if not all(re.match(r"^(\*|_?[a-z0-9-]{1,62})$", label) for label in name.split(".")) or "." not in name:
+            raise ValueError(f"{value!r}: {parts[0]!r} is not a record name")
+        return f"{name.lower().rstrip('.')} {parts[1].upper()}"
+
+
+class Percent(Check):
+    schema = {"type": "integer", "minimum": 0, "maximum": 100}
+
+    def __call__(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+            raise ValueError(f"{value!r} is not a percentage (0-100)")
+        return value
+
+
 # -- the spec ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Addresses:
@@ -213,6 +246,7 @@ class Domain:
     name: Annotated[str, DomainName()] = doc("A mail domain, e.g. example.org")
     dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
         "DKIM selectors for this domain (default: dkim.selectors)", None)
+    spf: str | None = doc("SPF record of this domain (default: dns.spf)", None)
 
 
 @dataclass(frozen=True)
@@ -289,6 +323,58 @@ class Firewall:
 
 
 @dataclass(frozen=True)
+class DnsProvider:
+    kind: Literal["cloudflare", "route53", "rfc2136"] = doc("Which DNS provider holds the zones")
+    server: str | None = doc("rfc2136: primary nameserver that takes updates (address or name)", None)
+    port: Annotated[int, Port()] = doc("rfc2136: its port", 53)
+    tsig_key_file: str | None = doc(
+        "rfc2136: file with the TSIG key in BIND syntax (key \"name\" { algorithm ...; secret ...; };)", None)
+    api_token_env: Annotated[str, EnvName()] = doc(
+        "cloudflare: environment variable holding the API token (Zone.DNS edit, Zone.DNSSEC edit)",
+        "CLOUDFLARE_API_TOKEN")
+    api_token_file: str | None = doc("cloudflare: file holding the API token instead (on the controller)", None)
+    aws_profile: str | None = doc("route53: AWS profile (default: the standard AWS credential chain)", None)
+    endpoint: Annotated[str, Url()] | None = doc(
+        "cloudflare/route53: API base URL instead of the public one (tests, API proxies)", None)
+
+
+@dataclass(frozen=True)
+class Dmarc:
+    policy: Literal["none", "quarantine", "reject"] = doc("What receivers do with mail that fails DMARC",
+                                                          "quarantine")
+    subdomain_policy: Literal["none", "quarantine", "reject"] | None = doc(
+        "Policy for subdomains (default: the same as policy)", None)
+    rua: list[Annotated[str, Email()]] = doc(
+        "Where aggregate reports go (default: postmaster@ the domain if that is ours, else its first mailbox)", [])
+
+
+@dataclass(frozen=True)
+class Dns:
+    provider: DnsProvider | None = doc(
+        "Where to publish the records (absent: mailhost does not touch DNS; `mailhost dns plan` still shows them)",
+        None)
+    zones: list[Annotated[str, DomainName()]] = doc(
+        "Zones at the provider (default: the mail domains). Each record goes to the longest zone containing it, "
+        "so list e.g. example.org when the mail domains are subdomains of it", [])
+    ttl: Annotated[int, Duration()] = doc("TTL of the records mailhost publishes", 3600)
+    host_addresses: bool = doc("Publish A/AAAA of the host name (turn off when something else manages them)", True)
+    spf: str = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
+    dmarc: Dmarc = doc("DMARC policy record (_dmarc)", Dmarc())
+    dnssec: bool = doc("Turn on DNSSEC signing where the provider signs (Cloudflare, Route53)", True)
+    adopt: list[Annotated[str, RecordKey()]] = doc(
+        "Existing records not made by mailhost that it may take over, as 'NAME TYPE' (e.g. 'example.org MX'); "
+        "without this a conflicting record stops the plan", [])
+    owner: Annotated[str, DnsLabel()] | None = doc(
+        "Ownership tag on mailhost's records, so several mail hosts can share a zone (default: from the host "
+        "name)", None)
+    max_change_percent: Annotated[int, Percent()] = doc(
+        "Refuse a plan that updates or deletes more than this share of a zone's existing records "
+        "(zones of 10+ record sets; override with --force)", 30)
+    resolvers: list[Annotated[str, IPAddress(0)]] = doc(
+        "Resolvers to ask for the parent's DS records (default: the system's)", [])
+
+
+@dataclass(frozen=True)
 class Spec:
     hostname: Annotated[str, Hostname()] = doc("The mail host name (MX target, TLS certificate, HELO)")
     domains: list[Domain] = doc("Mail domains served by this host")
@@ -301,6 +387,7 @@ class Spec:
     features: Features = doc("Optional services", Features())
     fail2ban: Fail2ban = doc("Brute-force protection", Fail2ban())
     firewall: Firewall = doc("nftables firewall", Firewall())
+    dns: Dns = doc("DNS records: MX, A/AAAA, SPF, DKIM, DMARC, DNSSEC", Dns())
 
     # Derived views the roles use.
     @property
@@ -309,6 +396,19 @@ class Spec:
 
     def selectors(self, domain: Domain) -> list[str]:
         return domain.dkim_selectors or self.dkim.selectors
+
+    @property
+    def dns_owner(self) -> str:
+        return self.dns.owner or re.sub(r"[^a-z0-9-]", "-", self.hostname)[:63].strip("-")
+
+    @property
+    def dns_zones(self) -> list[str]:
+        return self.dns.zones or self.domain_names
+
+    def zone_of(self, name: str) -> str | None:
+        """The longest of our zones that contains `name` (None: outside all of them)."""
+        inside = [z for z in self.dns_zones if name == z or name.endswith("." + z)]
+        return max(inside, key=len) if inside else None
 
     @property
     def acme_contact(self) -> str:
@@ -435,12 +535,53 @@ def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
     if spec.features.clamav:
         problems.append(("features.clamav", "virus scanning is not supported yet (its signature updates need "
                                             "the ClamAV mirrors); leave it false"))
+    problems += _dns_checks(spec, base_dir)
     if spec.fail2ban.maxretry < 1:
         problems.append(("fail2ban.maxretry", "must be at least 1"))
     reserved = {25, 465, 587, 143, 993, 80, spec.firewall.ssh_port}
     for i, rule in enumerate(spec.firewall.allow):
         if rule.port in reserved and rule.proto == "tcp":
             problems.append((f"firewall.allow[{i}].port", f"{rule.port} is opened by mailhost already"))
+    return problems
+
+
+_PROVIDER_FIELDS = {"rfc2136": {"server", "port", "tsig_key_file"},
+                    "cloudflare": {"api_token_env", "api_token_file", "endpoint"},
+                    "route53": {"aws_profile", "endpoint"}}
+
+
+def _dns_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
+    problems = []
+    dns = spec.dns
+    for path, spf in [("dns.spf", dns.spf)] + [(f"domains[{i}].spf", d.spf) for i, d in enumerate(spec.domains)]:
+        if spf is not None and not re.match(r"^v=spf1( |$)", spf):
+            problems.append((path, f"{spf!r} is not an SPF record (it must start with 'v=spf1')"))
+    provider = dns.provider
+    if provider is None:
+        return problems
+    defaults = DnsProvider(kind=provider.kind)
+    for name in sorted({f.name for f in dataclasses.fields(DnsProvider)} - {"kind"}):
+        if name not in _PROVIDER_FIELDS[provider.kind] and getattr(provider, name) != getattr(defaults, name):
+            owners = [k for k, names in _PROVIDER_FIELDS.items() if name in names]
+            problems.append((f"dns.provider.{name}", f"applies to {' and '.join(owners)}, not {provider.kind}"))
+    if provider.kind == "rfc2136" and not provider.server:
+        problems.append(("dns.provider.server", "is required for rfc2136 (the primary that takes updates)"))
+    for name in ("tsig_key_file", "api_token_file"):
+        value = getattr(provider, name)
+        if value and not (base_dir / value).is_file():
+            problems.append((f"dns.provider.{name}", f"{value!r} is not a readable file"))
+    if provider.kind == "cloudflare" and not provider.api_token_file and provider.api_token_env not in os.environ:
+        problems.append(("dns.provider.api_token_env",
+                         f"environment variable {provider.api_token_env} is not set (the Cloudflare API token)"))
+    outside = "is outside the DNS zones ({}); add its zone to dns.zones".format(", ".join(spec.dns_zones))
+    if dns.host_addresses and spec.zone_of(spec.hostname) is None:
+        problems.append(("hostname", f"{spec.hostname!r} {outside}, or set dns.host_addresses: false"))
+    for i, domain in enumerate(spec.domains):
+        if spec.zone_of(domain.name) is None:
+            problems.append((f"domains[{i}].name", f"{domain.name!r} {outside}"))
+    for i, key in enumerate(dns.adopt):
+        if spec.zone_of(key.split()[0].lstrip("*.")) is None:
+            problems.append((f"dns.adopt[{i}]", f"{key.split()[0]!r} {outside}"))
     return problems
 
 

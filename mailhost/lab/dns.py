@@ -69,6 +69,12 @@ class TsigKey:
         return f"TsigKey(name={self.name!r}, algorithm={self.algorithm!r}, file={str(self.file)!r})"
 
 
+def zone_options(zone: str) -> str:
+    """A lab zone: signed inline by BIND, updated and transferred (AXFR) with the lab's TSIG key."""
+    return (f'type primary; file "zones/{zone}db"; dnssec-policy "lab"; inline-signing yes; '
+            f'allow-update {{ key "{TSIG_NAME}"; }}; allow-transfer {{ key "{TSIG_NAME}"; }};')
+
+
 def reverse_zone(cfg: LabConfig) -> str:
     """The in-addr.arpa zone of the lab's /24."""
     return ".".join(reversed(str(cfg.network.network_address).split(".")[:3])) + ".in-addr.arpa."
@@ -119,10 +125,8 @@ class LabDns:
 
     def _auth_conf(self, workdir: Path) -> str:
         cfg = self.cfg
-        zones = "".join(
-            f'zone "{zone}" {{ type primary; file "zones/{zone}db"; dnssec-policy "lab"; inline-signing yes;\n'
-            f'    allow-update {{ key "{TSIG_NAME}"; }}; }};\n'
-            for zone in (cfg.parent_zone, reverse_zone(cfg)))
+        zones = "".join(f'zone "{zone}" {{ {zone_options(zone)} }};\n'
+                        for zone in (cfg.parent_zone, reverse_zone(cfg)))
         return (self._common("auth", workdir) + f'include "{self.tsig.file}";\n' + DNSSEC_POLICY +
                 f'options {{\n    directory "{workdir}";\n    pid-file "{workdir}/named.pid";\n'
                 f'    listen-on port 53 {{ {cfg.nameserver}; }};\n    listen-on-v6 {{ none; }};\n'
@@ -234,9 +238,7 @@ class LabDns:
             raise procs.LabError(f"lab zones must be under {self.cfg.parent_zone}: {zone}")
         auth_dir = self.dir / "auth"
         (auth_dir / "zones" / f"{zone}db").write_text(self._zone_file(zone, records))
-        self.rndc("auth", "addzone", zone,
-                  f'{{ type primary; file "zones/{zone}db"; dnssec-policy "lab"; inline-signing yes; '
-                  f'allow-update {{ key "{TSIG_NAME}"; }}; }};')
+        self.rndc("auth", "addzone", zone, f"{{ {zone_options(zone)} }};")
         self.publish_ds(zone)
 
     def publish_ds(self, zone: str) -> None:

@@ -1,7 +1,7 @@
-"""A mail deployment in the lab: zones, a spec and DNS that points at a test host.
+"""A mail deployment in the lab: empty signed zones, a spec that publishes into them, and a PTR.
 
-Until the DNS stage publishes records itself, this stands in for a user who pointed DNS at the
-VPS by hand: the host's A record (needed for ACME HTTP-01), MX, and the provider's PTR.
+The deploy's DNS stage fills the zones (RFC 2136 to the lab's BIND with its TSIG key). The PTR is
+set here because reverse DNS belongs to whoever owns the address (the VPS provider's panel).
 """
 
 from __future__ import annotations
@@ -39,11 +39,8 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
     tag = uuid.uuid4().hex[:6]
     names = [f"d{i}-{tag}.test" for i in range(domains)]
     hostname = f"mail.{names[0]}"
-    for i, zone in enumerate(names):
-        records = f"@ MX 10 {hostname}.\n"
-        if i == 0:
-            records += f"mail A {host.address}\nmail AAAA {host.address6}\n"
-        lab.dns.add_zone(zone, records)
+    for zone in names:
+        lab.dns.add_zone(zone)
     lab.dns.set_ptr(host.address, hostname)
     passwords, boxes = {}, []
     for zone in names:
@@ -65,6 +62,9 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
         "tls": {"acme_directory": lab.acme.directory_url, "ca_bundle": str(lab.ca_bundle),
                 "contact": f"postmaster@{names[0]}"},
         "features": {"dnsbl": [f"dnsbl.{lab.cfg.parent_zone.rstrip('.')}"]},
+        "dns": {"provider": {"kind": "rfc2136", "server": str(lab.cfg.nameserver),
+                             "tsig_key_file": str(lab.dns.tsig_file)},
+                "resolvers": [str(lab.cfg.gateway)]},
     }
     if len(names) > 1:
         spec["aliases"].append({"source": f"@{names[-1]}", "destinations": [boxes[-1]["address"]]})

@@ -1,0 +1,167 @@
+"""Desired records: the spec plus what only the host knows -> record sets, one function per kind.
+
+Names are lowercase, without the trailing dot. Values are dnspython rdata in canonical form, so
+comparing a desired set with what a provider returns is comparing DNS data, not strings. A value
+that only the host can tell (its DKIM public key, its address when the spec has none) is `None`
+until the host has been read: the plan shows such a set as "known after apply".
+
+Adding a record type is adding a function to `RECORD_KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+
+from mailhost.spec import Domain, Spec
+
+TXT_CHUNK = 255  # the most bytes one TXT character-string can hold
+
+
+def rdata(rdtype: str, text: str) -> dns.rdata.Rdata:
+    """Parse one record value in zone-file syntax (names relative to the root), canonically."""
+    return canonical(dns.rdata.from_text(dns.rdataclass.IN, rdtype, text, origin=dns.name.root, relativize=False))
+
+
+def txt(value: str | bytes) -> dns.rdata.Rdata:
+    """A TXT record holding `value`, split into 255-byte strings (how long DKIM keys are stored)."""
+    data = value.encode() if isinstance(value, str) else value
+    chunks = [data[i:i + TXT_CHUNK] for i in range(0, len(data), TXT_CHUNK)] or [b""]
+    return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, chunks)
+
+
+def txt_value(rd: dns.rdata.Rdata) -> str:
+    """The text a receiver sees: the strings of a TXT record joined."""
+    return b"".join(rd.strings).decode(errors="replace")
+
+
+def canonical(rd: dns.rdata.Rdata) -> dns.rdata.Rdata:
+    """One form per meaning: TXT strings re-split at 255 bytes (providers split long values their own way;
+    DKIM, SPF and DMARC readers join them), names lowercase."""
+    if rd.rdtype == dns.rdatatype.TXT:
+        return txt(b"".join(rd.strings))
+    wire = rd.to_digestable(dns.name.root)
+    return dns.rdata.from_wire(rd.rdclass, rd.rdtype, wire, 0, len(wire))
+
+
+def show(rd: dns.rdata.Rdata, limit: int | None = None) -> str:
+    """A value for people: TXT joined into one quoted string, long values shortened in the middle."""
+    text = f'"{txt_value(rd)}"' if rd.rdtype == dns.rdatatype.TXT else rd.to_text()
+    if limit and len(text) > limit:
+        keep = (limit - 1) // 2
+        text = text[:keep] + "…" + text[-keep:]
+    return text
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    """The records mailhost wants at one name and type."""
+    name: str
+    rdtype: str
+    ttl: int
+    rdatas: frozenset[dns.rdata.Rdata] | None  # None: known only once the host is configured
+    purpose: str  # shown in plans: what the record is for
+    claim: str | None = None  # TXT sharing a name with others' records (SPF at the apex): ours start with this
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.name, self.rdtype
+
+    def claims(self, rd: dns.rdata.Rdata) -> bool:
+        """Is this existing record one this set manages (SPF: only the v=spf1 string, not site verifications)?"""
+        return self.claim is None or txt_value(rd).startswith(self.claim)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the host tells: its public addresses and DKIM public keys (None: not read yet)."""
+    addresses: tuple[str, ...] | None = None
+    dkim_keys: Mapping[tuple[str, str], str] | None = None  # (domain, selector) -> base64 SubjectPublicKeyInfo
+
+
+def _set(spec: Spec, name: str, rdtype: str, values: Iterable[dns.rdata.Rdata] | None, purpose: str,
+         claim: str | None = None) -> RecordSet:
+    return RecordSet(name, rdtype, spec.dns.ttl, None if values is None else frozenset(values), purpose, claim)
+
+
+def mx(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    yield _set(spec, domain.name, "MX", [rdata("MX", f"10 {spec.hostname}.")], "mail for the domain goes to the host")
+
+
+def spf(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    yield _set(spec, domain.name, "TXT", [txt(domain.spf or spec.dns.spf)], "SPF: who may send as the domain",
+               claim="v=spf1")
+
+
+def dkim(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    for selector in spec.selectors(domain):
+        key = None if facts.dkim_keys is None else facts.dkim_keys.get((domain.name, selector))
+        values = None if key is None else [txt(f"v=DKIM1; k=rsa; p={key}")]
+        yield _set(spec, f"{selector}._domainkey.{domain.name}", "TXT", values,
+                   f"DKIM key '{selector}' (made on the host)")
+
+
+def dmarc_rua(spec: Spec, domain: Domain) -> list[str]:
+    """Where DMARC reports go: the spec's addresses, else postmaster@ if we receive it, else a mailbox of ours."""
+    if spec.dns.dmarc.rua:
+        return spec.dns.dmarc.rua
+    postmaster = f"postmaster@{domain.name}"
+    ours = [m.address for m in spec.mailboxes] + [a.source for a in spec.aliases]
+    if postmaster in ours or f"@{domain.name}" in ours:
+        return [postmaster]
+    same = [m.address for m in spec.mailboxes if m.address.endswith("@" + domain.name)]
+    return [(same or [spec.mailboxes[0].address])[0]]
+
+
+def dmarc(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    policy = spec.dns.dmarc
+    value = f"v=DMARC1; p={policy.policy}"
+    if policy.subdomain_policy:
+        value += f"; sp={policy.subdomain_policy}"
+    value += "; rua=" + ",".join(f"mailto:{a}" for a in dmarc_rua(spec, domain))
+    yield _set(spec, f"_dmarc.{domain.name}", "TXT", [txt(value)], "DMARC policy and where reports go")
+
+
+def dmarc_report_authorization(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    """RFC 7489 7.1: a domain receiving another domain's reports says it accepts them."""
+    for target in sorted({a.split("@")[1] for a in dmarc_rua(spec, domain)} - {domain.name}):
+        if target in spec.domain_names:
+            yield _set(spec, f"{domain.name}._report._dmarc.{target}", "TXT", [txt("v=DMARC1")],
+                       f"{target} accepts DMARC reports about {domain.name}")
+
+
+def host_addresses(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
+    if not spec.dns.host_addresses:
+        return
+    given = [a for a in (spec.addresses.ipv4, spec.addresses.ipv6) if a]
+    addresses = given or facts.addresses
+    for rdtype, version in (("A", "."), ("AAAA", ":")):
+        if addresses is None:
+            yield _set(spec, spec.hostname, rdtype, None, "the host's address (read from the host)")
+            continue
+        values = [rdata(rdtype, a) for a in addresses if version in a]
+        if values:
+            yield _set(spec, spec.hostname, rdtype, values, "the host's address")
+
+
+DomainRecords = Callable[[Spec, Domain, HostFacts], Iterable[RecordSet]]
+RECORD_KINDS: list[DomainRecords] = [mx, spf, dkim, dmarc, dmarc_report_authorization]
+
+
+def desired_records(spec: Spec, facts: HostFacts) -> list[RecordSet]:
+    """Every record set mailhost publishes for this spec, host records first."""
+    sets = list(host_addresses(spec, facts))
+    for domain in spec.domains:
+        for kind in RECORD_KINDS:
+            sets.extend(kind(spec, domain, facts))
+    keys = [s.key for s in sets]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:  # two kinds wanting one name and type would overwrite each other
+        raise ValueError(f"records computed twice: {duplicates}")
+    return sets

@@ -1,0 +1,86 @@
+"""Plan and apply a spec's records across its zones: read everything first, write only when all is safe.
+
+Order of work, so that bad input never leaves a half-written zone: find every zone (a missing zone
+stops the run before any write), read every zone, diff, refuse on conflicts or unsafe plans, and only
+then write zone by zone (each write atomic where the provider can). A write whose outcome is unknown
+(server error, timeout) is not replayed blindly: the zone is read again and planned again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from mailhost.spec import Spec
+
+from .plan import ZonePlan, diff
+from .providers import DnsError, Provider, WriteUncertain, Zone
+from .records import HostFacts, RecordSet, desired_records
+
+WRITE_ATTEMPTS = 3
+
+
+@dataclass
+class ZoneState:
+    zone: Zone
+    desired: list[RecordSet]
+    plan: ZonePlan
+
+
+class DnsSync:
+    def __init__(self, spec: Spec, provider: Provider):
+        self.spec = spec
+        self.provider = provider
+
+    def desired_by_zone(self, facts: HostFacts) -> dict[str, list[RecordSet]]:
+        by_zone: dict[str, list[RecordSet]] = defaultdict(list)
+        for record_set in desired_records(self.spec, facts):
+            zone = self.spec.zone_of(record_set.name)
+            if zone is None:
+                raise DnsError(f"record {record_set.name} {record_set.rdtype} is outside the DNS zones "
+                               f"({', '.join(self.spec.dns_zones)}); add its zone to dns.zones")
+            by_zone[zone].append(record_set)
+        return {zone: by_zone.get(zone, []) for zone in self.spec.dns_zones}
+
+    def _plan_zone(self, zone: Zone, desired: list[RecordSet]) -> ZonePlan:
+        existing = self.provider.records(zone)
+        return diff(zone.name, desired, existing, self.spec.dns_owner, self.spec.dns.adopt)
+
+    def plan(self, facts: HostFacts) -> list[ZoneState]:
+        """Read every zone and diff it (no writes). Missing zones fail here, before anything changes."""
+        wanted = self.desired_by_zone(facts)
+        zones = {name: self.provider.zone(name) for name in wanted}
+        return [ZoneState(zones[name], desired, self._plan_zone(zones[name], desired))
+                for name, desired in wanted.items()]
+
+    def check(self, states: list[ZoneState], force: bool = False) -> None:
+        """Refuse the whole run on any conflict or (unless forced) any unsafe zone plan."""
+        problems = []
+        for state in states:
+            problems += [f"zone {state.zone.name}: {c.describe(None)[2:]}" for c in state.plan.conflicts]
+            unsafe = state.plan.safety_problem(self.spec.dns.max_change_percent)
+            if unsafe and not force:
+                problems.append(unsafe)
+        if problems:
+            raise DnsError("DNS plan refused, nothing written:\n  " + "\n  ".join(problems))
+
+    def apply(self, states: list[ZoneState], force: bool = False) -> list[ZoneState]:
+        """Write the planned changes; returns the final state of each zone (re-planned after uncertain writes).
+        Pending sets (values the host has not told yet) are left for a later run."""
+        self.check(states, force)
+        done = []
+        for state in states:
+            for attempt in range(WRITE_ATTEMPTS):
+                if not state.plan.changes:
+                    break
+                try:
+                    self.provider.apply(state.zone, state.plan.changes)
+                    break
+                except WriteUncertain as exc:
+                    if attempt == WRITE_ATTEMPTS - 1:
+                        raise DnsError(f"zone {state.zone.name}: writes keep failing ({exc}); the zone is as "
+                                       f"the next plan shows") from None
+                    state = ZoneState(state.zone, state.desired, self._plan_zone(state.zone, state.desired))
+                    self.check([state], force)
+            done.append(state)
+        return done

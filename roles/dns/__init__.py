@@ -1,0 +1,109 @@
+"""DNS stage: publish the host's records (MX, A/AAAA, SPF, DKIM, DMARC) through the spec's provider.
+
+It runs on the controller, in two steps. `publish()` comes first in the deploy: the host name must
+resolve before anything on the host looks it up (package scripts do; a resolver would then cache
+NXDOMAIN for the zone's negative TTL) and before certbot's HTTP-01 challenge. It publishes every
+record whose value is known. `publish_keys()` comes after the OpenDKIM role has made the keys and
+publishes them; on a host that has them already it does nothing at all.
+
+The plan is made while pyinfra prepares, from the facts as they are then: conflicts, unsafe plans
+and missing zones stop the deploy before the host is touched. Writes happen during execution, after
+the host is read again. A converged host makes no write, and the operations report no change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host, logger
+from pyinfra.api import FactBase, FunctionCommand, operation
+
+from mailhost.dns import signing
+from mailhost.dns.providers import DnsError, make_provider
+from mailhost.dns.records import HostFacts
+from mailhost.dns.sync import DnsSync, ZoneState
+from mailhost.spec import Spec
+from roles.opendkim import DkimPublicKeys
+
+
+class PublicAddresses(FactBase):
+    """The host's public address per family: the source of its default route, else (a host without one,
+    like the lab's) its first global address. Set `addresses` in the spec when this guess is wrong
+    (a host behind NAT, several addresses)."""
+
+    def command(self) -> str:
+        return ("for f in -4 -6; do ip -o $f route get $([ $f = -4 ] && echo 192.0.2.1 || echo 2001:db8::1) "
+                "2>/dev/null | sed -n 's/.* src \\([^ ]*\\).*/\\1/p' | grep . || "
+                "ip -o $f addr show scope global | awk '{split($4, a, \"/\"); print a[1]; exit}'; done")
+
+    def process(self, output: list[str]) -> tuple[str, ...]:
+        return tuple(line.strip() for line in output if line.strip())
+
+
+def _facts() -> HostFacts:
+    return HostFacts(addresses=host.get_fact(PublicAddresses) or None, dkim_keys=host.get_fact(DkimPublicKeys))
+
+
+def _show(states: list[ZoneState], sync: DnsSync) -> None:
+    for state in states:
+        logger.info(f"    DNS zone {state.zone.name} ({sync.provider.describe()}):")
+        for line in state.plan.lines():
+            logger.info(f"      {line}")
+
+
+def _publish(state, host, spec: Spec, base_dir: Path, force: bool, final: bool) -> bool:
+    """Execution time: read the host again, plan again, write. Only the final step insists that every
+    value is known."""
+    try:
+        sync = DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner, base_dir))
+        states = sync.apply(sync.plan(_facts()), force=force)
+        for zone in states:
+            for change in zone.plan.changes:
+                host.log_styled(f"DNS {zone.zone.name}: {change.describe()}", log_func=logger.info)
+        unknown = [p.desired for zone in states for p in zone.plan.pending]
+        if final and unknown:
+            names = ", ".join(f"{s.name} {s.rdtype}" for s in unknown)
+            host.log_styled(f"DNS: still unknown after the host was configured: {names}", fg="red",
+                            log_func=logger.error)
+            return False
+        if final or not unknown:
+            for zone in states:
+                for line in signing.report(sync.provider, zone.zone, spec.dns.dnssec, spec.dns.resolvers).lines():
+                    host.log_styled(f"DNSSEC {line.strip()}", log_func=logger.info)
+    except DnsError as exc:
+        host.log_styled(f"DNS: {exc}", fg="red", log_func=logger.error)
+        return False
+    return True
+
+
+@operation(is_idempotent=True)
+def records(spec: Spec, base_dir: Path, force: bool = False, final: bool = False, write: bool = True):
+    """DNS records are published; `write` comes from the plan made while preparing."""
+    if not write:
+        host.noop("DNS records are published")
+        return
+    yield FunctionCommand(_publish, (spec, base_dir, force, final), {})
+
+
+def publish(spec: Spec, base_dir: Path) -> bool:
+    """Plan (shown, checked), then publish what is known. True when values only the host can tell
+    (a fresh host's DKIM keys) are still to come, for `publish_keys()`."""
+    if spec.dns.provider is None:
+        return False
+    force = bool(host.data.get("dns_force"))
+    try:
+        sync = DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner, base_dir))
+        states = sync.plan(_facts())
+        _show(states, sync)
+        sync.check(states, force)  # conflicts and unsafe plans stop the deploy here, before any change
+    except DnsError as exc:
+        raise SystemExit(f"DNS: {exc}") from None
+    records(name="DNS records are published", spec=spec, base_dir=base_dir, force=force,
+            write=any(s.plan.changes for s in states))
+    return any(s.plan.pending for s in states)
+
+
+def publish_keys(spec: Spec, base_dir: Path, pending: bool) -> None:
+    if pending:
+        records(name="DNS records of the new DKIM keys are published", spec=spec, base_dir=base_dir,
+                force=bool(host.data.get("dns_force")), final=True)
