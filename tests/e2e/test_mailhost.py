@@ -13,6 +13,7 @@ import uuid
 from email.message import EmailMessage
 
 import dkim
+import dns.flags
 import pytest
 
 from mailhost.lab.deploys import run_deploy
@@ -107,12 +108,17 @@ def test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signa
     domain = sender.split("@")[1]
     public = mail.host.ssh(f"openssl pkey -in /etc/opendkim/keys/{domain}/mail.private -pubout -outform DER "
                            "| base64 -w0").stdout.strip()
+    published = []
 
-    def dns_from_host_key(name, timeout=5):
-        assert name == f"mail._domainkey.{domain}.".encode()
-        return f"v=DKIM1; k=rsa; p={public}".encode()
+    def dns_as_published(name, timeout=5):
+        """The key as the deploy published it, through the lab's validating resolver (DNSSEC checked)."""
+        answer = lab.dns.resolve(name.decode(), "TXT")
+        assert answer.response.flags & dns.flags.AD, f"{name} not DNSSEC-validated"
+        published.extend(b"".join(rd.strings) for rd in answer)
+        return published[-1]
     assert b"DKIM-Signature" in got.raw
-    assert dkim.verify(got.raw, dnsfunc=dns_from_host_key)
+    assert dkim.verify(got.raw, dnsfunc=dns_as_published)
+    assert published == [f"v=DKIM1; k=rsa; p={public}".encode()], "the DNS key is not the host's key"
 
 
 def test_no_open_relay_and_no_auth_before_tls(lab, mail):

@@ -102,6 +102,9 @@ class Rfc2136Provider(Provider):
             xfr = dns.query.xfr(self.address, zone.name + ".", port=self.port, keyring=self.keyring,
                                 keyname=self.keyname, lifetime=TIMEOUT, relativize=False)
             content = dns.zone.from_xfr(xfr, relativize=False)
+        except dns.tsig.PeerError as exc:
+            raise DnsError(f"zone {zone.name}: {self.describe()} rejected the TSIG key ({exc}); "
+                           f"check dns.provider.tsig_key_file") from None
         except dns.xfr.TransferError as exc:
             raise DnsError(f"zone {zone.name}: {self.describe()} refused the zone transfer "
                            f"({dns.rcode.to_text(exc.rcode)}); allow AXFR for the TSIG key") from None
@@ -130,6 +133,9 @@ class Rfc2136Provider(Provider):
                 update.add(dns.name.from_text(marker), change.ttl, value)
         try:
             response = self._query(update, write=True)
+        except dns.tsig.PeerError as exc:
+            raise DnsError(f"zone {zone.name}: {self.describe()} rejected the TSIG key ({exc}); "
+                           f"check dns.provider.tsig_key_file") from None
         except (OSError, dns.exception.Timeout) as exc:
             raise WriteUncertain(f"no answer to the update of {zone.name} ({exc})") from None
         rcode = response.rcode()
@@ -139,8 +145,8 @@ class Rfc2136Provider(Provider):
         if rcode == dns.rcode.SERVFAIL:
             raise WriteUncertain(f"the update of {zone.name} failed on the server (SERVFAIL)")
         if rcode != dns.rcode.NOERROR:
-            hint = "; check the TSIG key and the zone's update policy" if rcode in (
-                dns.rcode.REFUSED, dns.rcode.NOTAUTH) else ""
+            hint = ("; check the TSIG key and the zone's update policy (BIND also refuses an MX or SRV whose "
+                    "target in the zone has no A/AAAA record)") if rcode in (dns.rcode.REFUSED, dns.rcode.NOTAUTH) else ""
             raise DnsError(f"{self.describe()} refused the update of {zone.name} "
                            f"({dns.rcode.to_text(rcode)}){hint}")
         self._wait_served(zone, changes)

@@ -1,0 +1,162 @@
+"""Desired records and the plan: canonical values, ownership, conflicts, adoption, safety."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailhost.dns.plan import Record, diff
+from mailhost.dns.providers.base import assign_owners, marker_name, marker_rdata
+from mailhost.dns.records import HostFacts, canonical, desired_records, rdata, txt, txt_value
+from mailhost.spec import parse_spec
+
+HASH = "{SHA512-CRYPT}$6$x$y"
+OWNER = "mail-example-org"
+
+
+def spec(**dns):
+    data = {"hostname": "mail.example.org",
+            "domains": [{"name": "example.org"}, {"name": "example.net"}],
+            "mailboxes": [{"address": "alice@example.org", "password_hash": HASH},
+                          {"address": "bob@example.net", "password_hash": HASH}],
+            "dns": {"zones": ["example.org", "example.net"], **dns}}
+    return parse_spec(data)
+
+
+def key(bits: int = 2048) -> str:
+    public = rsa.generate_private_key(public_exponent=65537, key_size=bits).public_key()
+    return base64.b64encode(public.public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+
+FACTS = HostFacts(("192.0.2.10", "2001:db8::10"), {("example.org", "mail"): key(), ("example.net", "mail"): key()})
+
+
+def wanted(s=None, facts=FACTS, zone="example.org"):
+    s = s or spec()
+    return [d for d in desired_records(s, facts) if s.zone_of(d.name) == zone]
+
+
+def ours(name, rdtype, value, ttl=3600, owner=OWNER):
+    return Record(name, rdtype, ttl, rdata(rdtype, value) if rdtype != "TXT" else txt(value), owner)
+
+
+def test_a_2048_bit_dkim_key_is_split_into_255_byte_strings_and_compares_by_meaning():
+    dkim = [d for d in wanted() if d.name == "mail._domainkey.example.org"][0]
+    (value,) = dkim.rdatas
+    assert [len(s) for s in value.strings][:-1] == [255] and len(value.strings) == 2
+    assert txt_value(value) == f"v=DKIM1; k=rsa; p={FACTS.dkim_keys[('example.org', 'mail')]}"
+    # A provider that splits differently (or not at all) holds the same record.
+    joined = b"".join(value.strings)
+    other_split = rdata("TXT", " ".join(f'"{joined[i:i + 100].decode()}"' for i in range(0, len(joined), 100)))
+    assert canonical(other_split) == value
+    assert rdata("MX", "10 MAIL.Example.ORG.") == rdata("MX", "10 mail.example.org.")
+
+
+def test_desired_records_of_a_domain():
+    got = {(d.name, d.rdtype): d for d in desired_records(spec(), FACTS)}
+    assert {str(v) for v in got["mail.example.org", "A"].rdatas} == {"192.0.2.10"}
+    assert {str(v) for v in got["example.net", "MX"].rdatas} == {"10 mail.example.org."}
+    assert got["example.org", "TXT"].claim == "v=spf1"
+    # DMARC reports go to a mailbox of ours; a report address in another of our domains is authorised there.
+    (dmarc_net,) = got["_dmarc.example.net", "TXT"].rdatas
+    assert txt_value(dmarc_net) == "v=DMARC1; p=quarantine; rua=mailto:bob@example.net"
+    s = spec(dmarc={"policy": "reject", "subdomain_policy": "none", "rua": ["alice@example.org"]})
+    got = {(d.name, d.rdtype): d for d in desired_records(s, FACTS)}
+    (value,) = got["_dmarc.example.net", "TXT"].rdatas
+    assert txt_value(value) == "v=DMARC1; p=reject; sp=none; rua=mailto:alice@example.org"
+    assert ("example.net._report._dmarc.example.org", "TXT") in got
+    assert ("example.org._report._dmarc.example.org", "TXT") not in got
+
+
+def test_unknown_host_values_are_pending_not_guessed():
+    plan = diff("example.org", wanted(facts=HostFacts()), [ours("mail._domainkey.example.org", "TXT", "v=DKIM1; p=x")],
+                OWNER)
+    pending = {(p.desired.name, p.desired.rdtype): p.exists for p in plan.pending}
+    assert pending == {("mail.example.org", "A"): False, ("mail.example.org", "AAAA"): False,
+                       ("mail._domainkey.example.org", "TXT"): True}
+    assert not [c for c in plan.changes if c.name == "mail._domainkey.example.org"], "kept until known"
+    assert "known after apply" in "\n".join(plan.lines())
+
+
+def test_creates_updates_deletes_only_what_is_ours():
+    existing = [
+        Record("example.org", "TXT", 300, txt("google-site-verification=abc")),  # someone else's, same set
+        Record("www.example.org", "A", 300, rdata("A", "192.0.2.80")),  # someone else's, elsewhere
+        ours("_dmarc.example.org", "TXT", "v=DMARC1; p=none"),  # ours, outdated
+        ours("mail.example.org", "A", "192.0.2.10", ttl=60),  # ours, TTL differs
+        ours("old._domainkey.example.org", "TXT", "v=DKIM1; p=old"),  # ours, no longer wanted
+    ]
+    plan = diff("example.org", wanted(), existing, OWNER)
+    by = {(c.action, c.name, c.rdtype): c for c in plan.changes}
+    assert set(by) == {("create", "mail.example.org", "AAAA"), ("create", "example.org", "MX"),
+                       ("create", "example.org", "TXT"), ("create", "mail._domainkey.example.org", "TXT"),
+                       ("update", "_dmarc.example.org", "TXT"), ("update", "mail.example.org", "A"),
+                       ("delete", "old._domainkey.example.org", "TXT")}
+    spf = by["create", "example.org", "TXT"]
+    assert [txt_value(r.rdata) for r in spf.kept] == ["google-site-verification=abc"]
+    assert {txt_value(v) for v in spf.rrset_after()} == {"google-site-verification=abc", "v=spf1 mx -all"}
+    assert "(ttl 60 -> 3600)" in by["update", "mail.example.org", "A"].describe()
+    assert not plan.conflicts and plan.touched == 3
+
+
+def test_foreign_records_at_our_names_are_conflicts_until_adopted():
+    existing = [Record("example.org", "MX", 300, rdata("MX", "5 old-mx.example.com.")),
+                Record("example.org", "TXT", 300, txt("v=spf1 include:_spf.google.com ~all")),
+                ours("_dmarc.example.org", "TXT", "v=DMARC1; p=none", owner="mail-other-host"),
+                Record("mail.example.org", "CNAME", 300, rdata("CNAME", "web.example.com."))]
+    plan = diff("example.org", wanted(), existing, OWNER)
+    reasons = {(c.desired.name, c.desired.rdtype): c.reason for c in plan.conflicts}
+    assert reasons[("example.org", "MX")] == "was not made by mailhost"
+    assert reasons[("example.org", "TXT")] == "was not made by mailhost"
+    assert reasons[("_dmarc.example.org", "TXT")] == "belongs to mail host 'mail-other-host'"
+    assert "CNAME" in reasons[("mail.example.org", "A")]
+    assert not [c for c in plan.changes if (c.name, c.rdtype) in reasons]
+    assert "add 'example.org MX' to dns.adopt" in "\n".join(plan.lines())
+
+    adopted = diff("example.org", wanted(), existing, OWNER, adopt=["example.org MX", "example.org TXT"])
+    mx = [c for c in adopted.changes if c.rdtype == "MX"][0]
+    assert mx.action == "update" and mx.adopt and [str(r.rdata) for r in mx.before] == ["5 old-mx.example.com."]
+    assert {(c.desired.name, c.desired.rdtype) for c in adopted.conflicts} == {
+        ("_dmarc.example.org", "TXT"), ("mail.example.org", "A"), ("mail.example.org", "AAAA")}
+
+
+def test_a_plan_rewriting_much_of_a_big_zone_is_refused():
+    existing = [Record(f"host{i}.example.org", "A", 300, rdata("A", f"192.0.2.{i}")) for i in range(12)]
+    existing += [ours(f"s{i}._domainkey.example.org", "TXT", f"v=DKIM1; p={i}") for i in range(8)]
+    plan = diff("example.org", wanted(), existing, OWNER)
+    assert plan.touched == 8 and plan.existing_count == 20
+    assert "8 of 20 existing records (40% > dns.max_change_percent 30%)" in plan.safety_problem(30)
+    assert plan.safety_problem(50) is None
+    small = diff("example.org", wanted(), existing[-8:], OWNER)
+    assert small.safety_problem(30) is None  # too small a zone for a percentage to mean anything
+
+
+def test_ownership_markers_cover_exactly_what_they_claim():
+    raw = [Record("example.org", "TXT", 300, txt("v=spf1 mx -all")),
+           Record("example.org", "TXT", 300, txt("google-site-verification=abc")),
+           Record(marker_name("example.org", "TXT"), "TXT", 300, marker_rdata(OWNER, "v=spf1")),
+           Record("example.org", "MX", 300, rdata("MX", "10 mail.example.org.")),
+           Record(marker_name("example.org", "MX"), "TXT", 300, marker_rdata("someone-else", None)),
+           Record("example.org", "RRSIG", 300, rdata("TXT", '"not really"'))]
+    owners = {(r.rdtype, txt_value(r.rdata) if r.rdtype == "TXT" else str(r.rdata)): r.owner
+              for r in assign_owners(raw)}
+    assert owners == {("TXT", "v=spf1 mx -all"): OWNER, ("TXT", "google-site-verification=abc"): None,
+                      ("MX", "10 mail.example.org."): "someone-else"}
+
+
+def test_plan_as_json_for_ci():
+    plan = diff("example.org", wanted(), [], OWNER)
+    data = json.loads(json.dumps(plan.to_json()))
+    assert data["zone"] == "example.org" and len(data["changes"]) == 6
+    (dkim,) = [c for c in data["changes"] if c["name"] == "mail._domainkey.example.org"]
+    assert dkim["action"] == "create" and dkim["after"][0].startswith('"v=DKIM1; k=rsa; p=MII')
+
+
+@pytest.mark.parametrize("kind,value", [("A", "192.0.2.1"), ("AAAA", "2001:DB8::1"), ("CNAME", "X.example.")])
+def test_values_are_canonical(kind, value):
+    assert rdata(kind, value) == rdata(kind, value.lower())
