@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("spec")
     check.set_defaults(func=_spec_check)
     spec.add_parser("schema", help="print the spec's JSON Schema").set_defaults(func=_spec_schema)
+    from .dns.cli import add_parser as add_dns
+    add_dns(sub)
     from .lab.cli import add_parser as add_lab
     add_lab(sub)
     args = parser.parse_args(argv)

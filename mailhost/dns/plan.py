@@ -82,11 +82,12 @@ class Pending:
     """A set whose value only the configured host can tell (its DKIM key, its address)."""
     desired: RecordSet
     exists: bool
+    waits_for: str = ""  # a value known, but the record needs another one first
 
     def describe(self, limit: int | None = 72) -> str:
         state = "exists, kept until then" if self.exists else "will be created"
-        return f"? pending {self.desired.name} {self.desired.rdtype}: known after apply ({state}; " \
-               f"{self.desired.purpose})"
+        what = f"waits for {self.waits_for}" if self.waits_for else "known after apply"
+        return f"? pending {self.desired.name} {self.desired.rdtype}: {what} ({state}; {self.desired.purpose})"
 
 
 @dataclass
@@ -133,14 +134,16 @@ class ZonePlan:
 
 
 def diff(zone: str, desired: list[RecordSet], existing: list[Record], owner: str,
-         adopt: Iterable[str] = ()) -> ZonePlan:
-    """Plan the changes that make `zone` hold `desired`, touching only records `owner` owns (or adopts)."""
+         adopt: Iterable[str] = (), known_elsewhere: Iterable[tuple[str, str]] = ()) -> ZonePlan:
+    """Plan the changes that make `zone` hold `desired`, touching only records `owner` owns (or adopts).
+    `known_elsewhere`: name/type pairs that exist or get a value in other zones (for `requires`)."""
     adopt = set(adopt)
     at: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in existing:
         at[record.name, record.rdtype].append(record)
     plan = ZonePlan(zone, [], [], [], len(existing))
     wanted = {d.key for d in desired}
+    known = {d.key for d in desired if d.rdatas is not None} | set(at) | set(known_elsewhere)
     for want in desired:
         here = at.get(want.key, [])
         mine = [r for r in here if want.claims(r.rdata)]
@@ -149,6 +152,8 @@ def diff(zone: str, desired: list[RecordSet], existing: list[Record], owner: str
         cname = [r for r in at.get((want.name, "CNAME"), []) if want.rdtype != "CNAME"]
         if want.rdatas is None:
             plan.pending.append(Pending(want, bool(mine)))
+        elif want.requires and not known & set(want.requires) and not mine:
+            plan.pending.append(Pending(want, False, " or ".join(" ".join(k) for k in want.requires)))
         elif cname:
             plan.conflicts.append(Conflict(want, tuple(cname), "is a CNAME at this name (no other type may exist)"))
         elif foreign and f"{want.name} {want.rdtype}" not in adopt:

@@ -68,6 +68,7 @@ class RecordSet:
     rdatas: frozenset[dns.rdata.Rdata] | None  # None: known only once the host is configured
     purpose: str  # shown in plans: what the record is for
     claim: str | None = None  # TXT sharing a name with others' records (SPF at the apex): ours start with this
+    requires: tuple[tuple[str, str], ...] = ()  # one of these must exist first (an MX needs its target's address)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -86,12 +87,16 @@ class HostFacts:
 
 
 def _set(spec: Spec, name: str, rdtype: str, values: Iterable[dns.rdata.Rdata] | None, purpose: str,
-         claim: str | None = None) -> RecordSet:
-    return RecordSet(name, rdtype, spec.dns.ttl, None if values is None else frozenset(values), purpose, claim)
+         claim: str | None = None, requires: tuple[tuple[str, str], ...] = ()) -> RecordSet:
+    return RecordSet(name, rdtype, spec.dns.ttl, None if values is None else frozenset(values), purpose, claim,
+                     requires)
 
 
 def mx(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
-    yield _set(spec, domain.name, "MX", [rdata("MX", f"10 {spec.hostname}.")], "mail for the domain goes to the host")
+    # An MX whose target has no address is broken (and BIND refuses it when the target is in the zone).
+    target = ((spec.hostname, "A"), (spec.hostname, "AAAA")) if spec.dns.host_addresses else ()
+    yield _set(spec, domain.name, "MX", [rdata("MX", f"10 {spec.hostname}.")], "mail for the domain goes to the host",
+               requires=target)
 
 
 def spf(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:

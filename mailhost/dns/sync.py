@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mailhost.spec import Spec
 
-from .plan import ZonePlan, diff
+from .plan import Record, ZonePlan, diff
 from .providers import DnsError, Provider, WriteUncertain, Zone
 from .records import HostFacts, RecordSet, desired_records
 
@@ -31,6 +31,7 @@ class DnsSync:
     def __init__(self, spec: Spec, provider: Provider):
         self.spec = spec
         self.provider = provider
+        self._known: set[tuple[str, str]] = set()  # name/type pairs that exist or get a value, in any zone
 
     def desired_by_zone(self, facts: HostFacts) -> dict[str, list[RecordSet]]:
         by_zone: dict[str, list[RecordSet]] = defaultdict(list)
@@ -42,15 +43,18 @@ class DnsSync:
             by_zone[zone].append(record_set)
         return {zone: by_zone.get(zone, []) for zone in self.spec.dns_zones}
 
-    def _plan_zone(self, zone: Zone, desired: list[RecordSet]) -> ZonePlan:
-        existing = self.provider.records(zone)
-        return diff(zone.name, desired, existing, self.spec.dns_owner, self.spec.dns.adopt)
+    def _diff(self, zone: Zone, desired: list[RecordSet], existing: list[Record],
+              known: set[tuple[str, str]]) -> ZonePlan:
+        return diff(zone.name, desired, existing, self.spec.dns_owner, self.spec.dns.adopt, known)
 
     def plan(self, facts: HostFacts) -> list[ZoneState]:
         """Read every zone and diff it (no writes). Missing zones fail here, before anything changes."""
         wanted = self.desired_by_zone(facts)
         zones = {name: self.provider.zone(name) for name in wanted}
-        return [ZoneState(zones[name], desired, self._plan_zone(zones[name], desired))
+        existing = {name: self.provider.records(zone) for name, zone in zones.items()}
+        self._known = {d.key for sets in wanted.values() for d in sets if d.rdatas is not None} | \
+            {(r.name, r.rdtype) for records in existing.values() for r in records}
+        return [ZoneState(zones[name], desired, self._diff(zones[name], desired, existing[name], self._known))
                 for name, desired in wanted.items()]
 
     def check(self, states: list[ZoneState], force: bool = False) -> None:
@@ -80,7 +84,8 @@ class DnsSync:
                     if attempt == WRITE_ATTEMPTS - 1:
                         raise DnsError(f"zone {state.zone.name}: writes keep failing ({exc}); the zone is as "
                                        f"the next plan shows") from None
-                    state = ZoneState(state.zone, state.desired, self._plan_zone(state.zone, state.desired))
+                    plan = self._diff(state.zone, state.desired, self.provider.records(state.zone), self._known)
+                    state = ZoneState(state.zone, state.desired, plan)
                     self.check([state], force)
             done.append(state)
         return done

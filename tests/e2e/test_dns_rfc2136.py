@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import dns.name
 import dns.rcode
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -175,3 +177,28 @@ def test_dnssec_report_names_the_ds_to_publish_when_the_parent_lacks_it(lab, zon
     assert report.signed and not report.parent_ok and report.at_parent == ()
     assert report.ds == expected
     assert any(f"{zone}. IN DS {expected[0]}" in line for line in report.lines())
+
+
+def test_the_dns_command_plans_and_applies_without_the_host(lab, zone, tmp_path, capsys):
+    from mailhost.cli import main
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump({
+        "hostname": f"mail.{zone}", "domains": [{"name": zone}], "addresses": {"ipv4": "198.18.0.77"},
+        "mailboxes": [{"address": f"postmaster@{zone}", "password_hash": "{SHA512-CRYPT}$6$x$y"}],
+        "dns": {"provider": {"kind": "rfc2136", "server": lab.cfg.nameserver,
+                             "tsig_key_file": str(lab.dns.tsig_file)}, "resolvers": [lab.cfg.nameserver]}}))
+    secret = lab.dns.tsig.secret
+
+    assert main(["dns", "plan", "--json", str(spec_file)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert {(c["action"], c["type"]) for c in plan["zones"][0]["changes"]} == {
+        ("create", "A"), ("create", "MX"), ("create", "TXT")}
+    assert [p["name"] for p in plan["zones"][0]["pending"]] == [f"mail._domainkey.{zone}"]  # the host's key
+    assert plan["requests"]["writes"] == 0 and plan["dnssec"][0]["parent_ok"]
+
+    assert main(["dns", "apply", str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"+ create {zone} MX 10 mail.{zone}." in out and secret not in out
+    assert main(["dns", "plan", "--json", str(spec_file)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["zones"][0]["changes"] == [] and again["requests"] == {"reads": 3, "writes": 0}

@@ -78,9 +78,16 @@ def test_unknown_host_values_are_pending_not_guessed():
                 OWNER)
     pending = {(p.desired.name, p.desired.rdtype): p.exists for p in plan.pending}
     assert pending == {("mail.example.org", "A"): False, ("mail.example.org", "AAAA"): False,
-                       ("mail._domainkey.example.org", "TXT"): True}
+                       ("mail._domainkey.example.org", "TXT"): True, ("example.org", "MX"): False}
     assert not [c for c in plan.changes if c.name == "mail._domainkey.example.org"], "kept until known"
     assert "known after apply" in "\n".join(plan.lines())
+    assert "MX: waits for mail.example.org A or mail.example.org AAAA" in "\n".join(plan.lines())
+    # The MX goes as soon as its target has an address, here or in another zone.
+    with_a = diff("example.org", wanted(facts=HostFacts()), [ours("mail.example.org", "A", "192.0.2.10")], OWNER)
+    assert [c.action for c in with_a.changes if c.rdtype == "MX"] == ["create"]
+    net = diff("example.net", wanted(facts=HostFacts(), zone="example.net"), [], OWNER,
+               known_elsewhere=[("mail.example.org", "A")])
+    assert [c.action for c in net.changes if c.rdtype == "MX"] == ["create"]
 
 
 def test_creates_updates_deletes_only_what_is_ours():

@@ -1,0 +1,68 @@
+"""`mailhost dns plan|apply SPEC`: DNS-only runs, without touching the host.
+
+Values only the host can tell (its DKIM keys, its address when the spec has none) are not read
+here: records that hold them are kept as they are, and new ones wait for the next deploy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mailhost.spec import SpecError, load_spec
+
+from . import signing
+from .providers import DnsError, make_provider
+from .records import HostFacts
+from .sync import DnsSync
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if spec.dns.provider is None:
+        print(f"{args.spec}: dns.provider is not set, so mailhost does not manage DNS", file=sys.stderr)
+        return 2
+    apply = args.verb == "apply"
+    try:
+        provider = make_provider(spec.dns.provider, spec.dns_owner, Path(args.spec).parent)
+        sync = DnsSync(spec, provider)
+        states = sync.plan(HostFacts())
+        if apply:
+            states = sync.apply(states, force=args.force)
+        reports = [signing.report(provider, s.zone, apply and spec.dns.dnssec, spec.dns.resolvers) for s in states]
+    except DnsError as exc:
+        print(f"DNS: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"provider": provider.describe(), "applied": apply,
+                          "zones": [s.plan.to_json() for s in states],
+                          "dnssec": [r.to_json() for r in reports],
+                          "requests": {"reads": provider.requests.reads, "writes": provider.requests.writes}},
+                         indent=2))
+    else:
+        for state, report in zip(states, reports):
+            print(f"zone {state.zone.name} ({provider.describe()}){' applied' if apply else ''}:")
+            for line in state.plan.lines():
+                print(f"  {line}")
+            for line in report.lines():
+                print(f"  DNSSEC: {line.split(': ', 1)[1] if line.startswith('zone ') else line.strip()}")
+    unsafe = [s.plan.safety_problem(spec.dns.max_change_percent) for s in states]
+    conflicts = any(s.plan.conflicts for s in states) or any(unsafe) and not args.force
+    return 1 if not apply and conflicts else 0
+
+
+def add_parser(sub) -> None:
+    dns = sub.add_parser("dns", help="DNS records of a spec").add_subparsers(dest="verb", required=True)
+    for verb, text in (("plan", "show what would change (reads only)"), ("apply", "make the changes")):
+        p = dns.add_parser(verb, help=text)
+        p.add_argument("spec")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        if verb == "apply":
+            p.add_argument("--force", action="store_true", help="apply even beyond dns.max_change_percent")
+        p.set_defaults(func=_run, force=False)
