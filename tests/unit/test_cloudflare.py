@@ -1,0 +1,336 @@
+"""The Cloudflare provider through the real SDK against the stateful fake API (mailhost.lab.cloudflare_api):
+what a sync publishes, what it leaves alone, how it pages, and how it survives rate limits, server errors
+and lost answers without duplicating records."""
+
+from __future__ import annotations
+
+import base64
+import time
+import traceback
+from pathlib import Path
+
+import dns.dnssec
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailhost.dns.providers import DnsError, ZoneNotFound, make_provider
+from mailhost.dns.providers.base import Requests
+from mailhost.dns.records import HostFacts, txt
+from mailhost.dns.signing import normal_ds
+from mailhost.dns.sync import DnsSync
+from mailhost.lab.cloudflare_api import FakeCloudflare, txt_bytes
+from mailhost.spec import parse_spec
+
+HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86
+TOKEN_ENV = "MH_TEST_CF_TOKEN"
+OWNER = "mail-example-org"  # the default owner tag of mail.example.org
+COMMENT = f"mailhost owner={OWNER}"
+BATCH = "POST /zones/:id/dns_records/batch"
+LIST = "GET /zones/:id/dns_records"
+ADDRESSES = ("192.0.2.25", "2001:db8::25")
+
+
+def spki() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, str]:
+    return {"mail": spki(), "old": spki()}
+
+
+@pytest.fixture
+def fake():
+    with FakeCloudflare() as api:
+        api.add_zone("example.org")
+        yield api
+
+
+@pytest.fixture
+def spec(fake, monkeypatch):
+    """Factory: the spec of mail.example.org publishing to the fake, with `dns:` extras."""
+    monkeypatch.setenv(TOKEN_ENV, fake.token)
+
+    def make(selectors=("mail",), domains=("example.org",), provider=None, base_dir=Path("."), **dns):
+        provider = provider or {"kind": "cloudflare", "endpoint": fake.url, "api_token_env": TOKEN_ENV}
+        return parse_spec({
+            "hostname": "mail.example.org",
+            "domains": [{"name": d, "dkim_selectors": list(selectors)} for d in domains],
+            "mailboxes": [{"address": "alice@example.org", "password_hash": HASH}],
+            "dns": {"provider": provider, **dns},
+        }, base_dir=base_dir)
+    return make
+
+
+def facts(keys: dict[str, str], selectors=("mail",)) -> HostFacts:
+    return HostFacts(addresses=ADDRESSES, dkim_keys={("example.org", s): keys[s] for s in selectors})
+
+
+def run(spec, host_facts: HostFacts):
+    """Plan and apply with a fresh provider; returns (provider, final zone states)."""
+    provider = make_provider(spec.dns.provider, spec.dns_owner)
+    sync = DnsSync(spec, provider)
+    return provider, sync.apply(sync.plan(host_facts))
+
+
+def published(fake: FakeCloudflare) -> list[tuple[str, str, str]]:
+    """The zone as (name, type, value) in the fake's own reading (TXT strings joined, MX with priority)."""
+    def value(r: dict) -> str:
+        if r["type"] == "TXT":
+            return txt_bytes(r["content"]).decode()
+        return f"{r['priority']} {r['content']}" if r["type"] == "MX" else r["content"]
+    return sorted((r["name"], r["type"], value(r)) for r in fake.records("example.org"))
+
+
+def expected(keys: dict[str, str], selectors=("mail",)) -> list[tuple[str, str, str]]:
+    return sorted([
+        ("mail.example.org", "A", ADDRESSES[0]),
+        ("mail.example.org", "AAAA", ADDRESSES[1]),
+        ("example.org", "MX", "10 mail.example.org"),
+        ("example.org", "TXT", "v=spf1 mx -all"),
+        ("_dmarc.example.org", "TXT", "v=DMARC1; p=quarantine; rua=mailto:alice@example.org"),
+    ] + [(f"{s}._domainkey.example.org", "TXT", f"v=DKIM1; k=rsa; p={keys[s]}") for s in selectors])
+
+
+# -- publishing -------------------------------------------------------------------------------------
+def test_fresh_sync_publishes_tagged_records_in_one_batch_and_a_rerun_is_free(fake, spec, keys):
+    provider, _ = run(spec(), facts(keys))
+    assert published(fake) == expected(keys)
+    assert provider.requests == Requests(reads=2, writes=1)  # zone lookup, one page, one batch
+    assert fake.requests[BATCH] == 1
+    for record in fake.records("example.org"):
+        assert record["comment"] == COMMENT and record["ttl"] == 3600 and record["proxied"] is False
+    dkim = fake.records("example.org", "TXT", "mail._domainkey.example.org")[0]["content"]
+    strings = dkim.split('" "')
+    assert len(strings) == 2 and len(strings[0].strip('"')) == 255  # quoted, split at 255 bytes
+
+    again = make_provider(spec().dns.provider, OWNER)
+    zone = again.zone("example.org")
+    read = {(r.name, r.rdtype): r for r in again.records(zone)}
+    assert read["mail._domainkey.example.org", "TXT"].rdata == txt(f"v=DKIM1; k=rsa; p={keys['mail']}")
+    assert all(r.owner == OWNER for r in read.values())
+
+    provider, states = run(spec(), facts(keys))
+    assert [s.plan.changes for s in states] == [[]]
+    assert provider.requests == Requests(reads=2, writes=0)
+
+
+def test_values_cloudflare_spells_differently_read_as_the_same(fake, spec, keys):
+    """Float priorities (the SDK's 10.0), bare (unquoted) TXT and any TXT split give no perpetual diff."""
+    key = keys["mail"]
+    fake.add_record("example.org", "MX", "example.org", "mail.example.org", 3600, priority=10, comment=COMMENT)
+    fake.add_record("example.org", "TXT", "mail._domainkey", f"v=DKIM1; k=rsa; p={key}", 3600, comment=COMMENT)
+    fake.add_record("example.org", "TXT", "_dmarc", '"v=DMARC1; p=quaran" "tine; rua=mailto:alice@example.org"',
+                    3600, comment=COMMENT)
+    provider = make_provider(spec().dns.provider, OWNER)
+    mx = next(r for r in provider.records(provider.zone("example.org")) if r.rdtype == "MX")
+    assert mx.rdata.preference == 10 and mx.rdata.to_text() == "10 mail.example.org."
+
+    provider, states = run(spec(), facts(keys))
+    created = sorted((c.action, c.name, c.rdtype) for c in states[0].plan.changes)
+    assert created == [("create", "example.org", "TXT"), ("create", "mail.example.org", "A"),
+                       ("create", "mail.example.org", "AAAA")]
+    assert published(fake) == expected(keys)
+
+
+def test_every_page_is_read(fake, spec, keys):
+    fake.page_size_cap = 100  # a zone of 252 records comes in three pages
+    for i in range(250):
+        fake.add_record("example.org", "A", f"host{i}", f"198.51.100.{i % 250 + 1}")
+    fake.add_record("example.org", "TXT", "stale._domainkey", "v=DKIM1; p=", comment=COMMENT)  # on page 3
+    fake.add_record("example.org", "MX", "example.org", "mx.elsewhere.example", priority=5)  # on page 3
+
+    with pytest.raises(DnsError, match="example.org MX.*was not made by mailhost"):
+        run(spec(), facts(keys))  # the unowned MX on the last page is seen
+    assert fake.requests[LIST] == 3 and fake.writes == 0
+
+    provider, _ = run(spec(adopt=["example.org MX"]), facts(keys))
+    assert provider.requests == Requests(reads=4, writes=1)
+    assert not fake.records("example.org", name="stale._domainkey.example.org")  # ours, no longer wanted
+    assert len(fake.records("example.org", "A")) == 251  # 250 others' + the host's
+
+
+def test_others_records_are_left_alone(fake, spec, keys):
+    theirs = [fake.add_record("example.org", "TXT", "example.org", "google-site-verification=abc123"),
+              fake.add_record("example.org", "A", "www", "203.0.113.80", proxied=True),
+              fake.add_record("example.org", "TXT", "sel2._domainkey", "v=DKIM1; p=other",
+                              comment="mailhost owner=other-host")]
+    before = {r["id"]: r for r in fake.records("example.org") if r["id"] in theirs}
+
+    run(spec(), facts(keys))
+    after = {r["id"]: r for r in fake.records("example.org") if r["id"] in theirs}
+    assert after == before
+    assert len(fake.records("example.org")) == len(expected(keys)) + 3
+
+
+def test_an_unowned_record_is_a_conflict_until_adopted(fake, spec, keys):
+    fake.add_record("example.org", "MX", "example.org", "mx.old.example", 300, priority=10)
+    with pytest.raises(DnsError, match=r"example.org MX: 10 mx.old.example. was not made by mailhost.*dns.adopt"):
+        run(spec(), facts(keys))
+    assert fake.writes == 0
+
+    run(spec(adopt=["example.org MX"]), facts(keys))
+    [mx] = fake.records("example.org", "MX")
+    assert (mx["content"], mx["priority"], mx["comment"]) == ("mail.example.org", 10, COMMENT)
+    assert published(fake) == expected(keys)
+
+
+def test_adopting_a_record_with_the_right_value_keeps_it_and_tags_it(fake, spec, keys):
+    record_id = fake.add_record("example.org", "MX", "example.org", "mail.example.org", 3600, priority=10)
+    run(spec(adopt=["example.org MX"]), facts(keys))
+    [mx] = fake.records("example.org", "MX")
+    assert (mx["id"], mx["ttl"], mx["comment"]) == (record_id, 3600, COMMENT)
+    _, states = run(spec(), facts(keys))  # now ours: no adopt needed, nothing to do
+    assert states[0].plan.changes == []
+
+
+def test_records_we_no_longer_want_are_deleted_others_never(fake, spec, keys):
+    other = fake.add_record("example.org", "TXT", "x._domainkey", "v=DKIM1; p=x", comment="mailhost owner=other")
+    run(spec(selectors=("mail", "old")), facts(keys, ("mail", "old")))
+    assert published(fake) == sorted(expected(keys, ("mail", "old")) +
+                                     [("x._domainkey.example.org", "TXT", "v=DKIM1; p=x")])
+
+    run(spec(selectors=("mail",)), facts(keys))
+    assert published(fake) == sorted(expected(keys) + [("x._domainkey.example.org", "TXT", "v=DKIM1; p=x")])
+    assert [r["id"] for r in fake.records("example.org", name="x._domainkey.example.org")] == [other]
+
+
+# -- failures ---------------------------------------------------------------------------------------
+def test_rate_limited_batch_waits_retry_after_then_succeeds(fake, spec, keys):
+    fake.inject("429", method="POST", path_contains="/batch", retry_after="1")
+    started = time.monotonic()
+    provider, _ = run(spec(), facts(keys))
+    assert time.monotonic() - started >= 1
+    assert fake.requests[BATCH] == 2 and provider.requests == Requests(reads=2, writes=2)
+    assert published(fake) == expected(keys)
+
+
+@pytest.mark.parametrize("fault, batches", [("500", 2), ("drop", 2), ("500-after", 1), ("drop-after", 1)])
+def test_uncertain_writes_are_reread_not_replayed(fake, spec, keys, fault, batches):
+    """Before commit: the re-read finds nothing written and writes again. After commit: the re-read finds
+    everything there and writes nothing. Either way each record exists once."""
+    fake.inject(fault, method="POST", path_contains="/batch")
+    provider, states = run(spec(), facts(keys))
+    assert published(fake) == expected(keys)  # exact list: nothing duplicated
+    assert fake.requests[BATCH] == batches
+    assert provider.requests == Requests(reads=3, writes=batches)  # zone, records, records again
+    assert len(states[0].plan.changes) == (0 if batches == 1 else 6)  # the re-plan after the uncertain write
+
+
+def test_identical_record_written_meanwhile_is_reread(fake, spec, keys):
+    """81058 (our earlier write landed after all, or another run of ours): re-read, then only the rest."""
+    provider = make_provider(spec().dns.provider, OWNER)
+    sync = DnsSync(spec(), provider)
+    states = sync.plan(facts(keys))
+    fake.add_record("example.org", "MX", "example.org", "mail.example.org", 3600, priority=10, comment=COMMENT)
+    sync.apply(states)
+    assert published(fake) == expected(keys)
+    assert fake.requests[BATCH] == 2 and len(fake.records("example.org", "MX")) == 1
+
+
+def test_record_removed_meanwhile_is_reread(fake, spec, keys):
+    """81044 (someone deleted a record the plan changes): nothing was written; re-read, then re-plan."""
+    run(spec(selectors=("mail", "old")), facts(keys, ("mail", "old")))
+    sync = DnsSync(spec(), make_provider(spec().dns.provider, OWNER))
+    states = sync.plan(facts(keys))  # deletes old._domainkey
+    [old] = fake.records("example.org", name="old._domainkey.example.org")
+    fake.remove_record("example.org", old["id"])
+    final = sync.apply(states)
+    assert final[0].plan.changes == [] and published(fake) == expected(keys)
+    assert fake.requests[BATCH] == 2  # the first run's, and the refused one
+
+
+def test_a_refused_change_names_the_zone_and_cloudflares_error(fake, spec, keys):
+    with pytest.raises(DnsError, match=r"zone example.org: Cloudflare refused the changes .*1004 DNS Validation "
+                                       r"Error \(9021 TTL must be between 60"):
+        run(spec(ttl=30), facts(keys))
+    assert fake.requests[BATCH] == 1 and fake.records("example.org") == []
+
+
+def test_failed_reads_are_retried_and_counted(fake, spec, keys):
+    fake.inject("500", method="GET", path_contains="/dns_records")
+    provider = make_provider(spec().dns.provider, OWNER)
+    assert provider.records(provider.zone("example.org")) == []
+    assert provider.requests == Requests(reads=3, writes=0)
+
+
+def test_wrong_token_is_a_clear_error_without_the_token(fake, spec, keys, monkeypatch):
+    the_spec = spec()
+    secret = "wrong-token-0123456789abcdef"
+    monkeypatch.setenv(TOKEN_ENV, secret)
+    provider = make_provider(the_spec.dns.provider, OWNER)
+    with pytest.raises(DnsError) as caught:
+        DnsSync(the_spec, provider).plan(facts(keys))
+    message = str(caught.value)
+    assert TOKEN_ENV in message and "10000 Authentication error" in message and "zone example.org" in message
+    shown = "".join(traceback.format_exception(caught.value)) + repr(provider) + provider.describe()
+    assert secret not in shown and fake.token not in shown
+    assert fake.writes == 0
+
+
+def test_missing_token_fails_before_any_request(fake, spec, monkeypatch, tmp_path):
+    the_spec = spec()
+    monkeypatch.delenv(TOKEN_ENV)
+    with pytest.raises(DnsError, match=f"dns.provider.api_token_env: environment variable {TOKEN_ENV} is not set"):
+        make_provider(the_spec.dns.provider, OWNER)
+    assert sum(fake.requests.values()) == 0
+
+    (tmp_path / "cf.token").write_text(fake.token + "\n")
+    from_file = spec(provider={"kind": "cloudflare", "endpoint": fake.url, "api_token_file": "cf.token"},
+                     base_dir=tmp_path)
+    provider = make_provider(from_file.dns.provider, OWNER, tmp_path)
+    assert provider.zone("example.org").name == "example.org"
+
+
+def test_unknown_zone_stops_the_run_before_any_write(fake, spec, keys):
+    with pytest.raises(ZoneNotFound, match="zone 'example.net' not found in the Cloudflare account"):
+        run(spec(domains=("example.org", "example.net")), facts(keys))
+    assert fake.writes == 0 and fake.records("example.org") == []
+
+
+# -- DNSSEC -----------------------------------------------------------------------------------------
+def test_dnssec_is_turned_on_and_reports_the_ds_of_the_zone_key(fake, spec):
+    provider = make_provider(spec().dns.provider, OWNER)
+    zone = provider.zone("example.org")
+    assert provider.signing(zone, enable=False).status == "disabled"
+    assert fake.requests["PATCH /zones/:id/dnssec"] == 0
+
+    signing = provider.signing(zone, enable=True)
+    wanted = normal_ds(dns.dnssec.make_ds("example.org.", fake.dnskey("example.org"), "SHA256").to_text())
+    assert (signing.signed, signing.status, [normal_ds(d) for d in signing.ds]) == (True, "pending", [wanted])
+    assert "registrar" in signing.note
+
+    fake.activate_dnssec("example.org")
+    active = provider.signing(zone, enable=True)
+    assert (active.status, active.signed, active.note) == ("active", True, "")
+    assert fake.requests["PATCH /zones/:id/dnssec"] == 1
+
+
+# -- the fake itself (what the tests above rely on) ----------------------------------------------------
+def test_fake_follows_the_documented_api(fake):
+    api = httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {fake.token}"})
+    zone_id = fake.zone("example.org").id
+    records = f"/zones/{zone_id}/dns_records"
+
+    assert httpx.get(fake.url + "/zones").json()["errors"][0]["code"] == 6003
+    assert api.get(f"/zones/{'0' * 32}/dns_records").json()["errors"][0]["code"] == 7003
+    assert api.get(records, params={"per_page": 0}).status_code == 400
+    made = api.post(records, json={"type": "A", "name": "www", "content": "192.0.2.1", "ttl": 1}).json()
+    assert made["success"] and made["result"]["name"] == "www.example.org"
+    assert api.post(records, json={"type": "A", "name": "www.example.org", "content": "192.0.2.1",
+                                   "ttl": 1}).json()["errors"][0]["code"] == 81058
+    assert api.post(records, json={"type": "CNAME", "name": "www", "content": "x.example",
+                                   "ttl": 1}).json()["errors"][0]["code"] == 81053
+
+    # A batch is all or nothing: the bad post undoes the delete before it.
+    answer = api.post(records + "/batch", json={"deletes": [{"id": made["result"]["id"]}],
+                                                "posts": [{"type": "A", "name": "x", "content": "::1", "ttl": 1}]})
+    assert answer.status_code == 400 and answer.json()["errors"][0]["error_chain"][0]["code"] == 9005
+    assert [r["id"] for r in fake.records("example.org")] == [made["result"]["id"]]
+    listing = api.get(records, params={"per_page": 5}).json()
+    assert listing["result_info"] == {"page": 1, "per_page": 5, "count": 1, "total_count": 1, "total_pages": 1}
+    assert api.delete(f"{records}/{'f' * 32}").json()["errors"][0]["code"] == 81044
