@@ -56,12 +56,14 @@ def test_example_spec_is_valid(tmp_path, monkeypatch):
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets/carol.pw").write_text("correct horse\n")
     monkeypatch.setenv("MAILHOST_PW_BOB", "battery staple")
+    monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "not-a-real-token")
     spec = load_spec(tmp_path / "spec.yaml")
     assert spec.domain_names == ["example.org", "example.net"]
     assert spec.selectors(spec.domains[1]) == ["mail", "mail2026"]
     assert spec.aliases[1].source == "@example.net"
     assert spec.mailboxes[0].quota == 5 * 1024 ** 3
     assert spec.fail2ban.bantime == 3600 and spec.fail2ban.findtime == 600
+    assert spec.dns.provider.kind == "cloudflare" and spec.dns.ttl == 3600 and spec.dns_owner == "mail-example-org"
 
 
 def test_names_are_normalised():
