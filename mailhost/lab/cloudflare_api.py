@@ -478,6 +478,7 @@ def _meaning(record: dict) -> tuple:
 class _Handler(BaseHTTPRequestHandler):
     api: FakeCloudflare
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    disable_nagle_algorithm = True  # headers and body are two writes: without this each answer waits ~40 ms
     timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read counters, not logs
