@@ -1,0 +1,1 @@
+"""The checks, one module per concern; each returns `Result`s (see ../result.py)."""
