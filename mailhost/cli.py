@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     spec.add_parser("schema", help="print the spec's JSON Schema").set_defaults(func=_spec_schema)
     from .dns.cli import add_parser as add_dns
     add_dns(sub)
+    from .verify.cli import add_parser as add_verify
+    add_verify(sub)
     from .lab.cli import add_parser as add_lab
     add_lab(sub)
     args = parser.parse_args(argv)

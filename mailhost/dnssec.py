@@ -26,8 +26,47 @@ class ChainError(Exception):
 
 @dataclass(frozen=True)
 class Anchor:
+    """Where trust starts: DNSKEYs, or DS records of the anchor zone's keys (as the root's is published)."""
     zone: dns.name.Name
-    keys: Sequence  # DNSKEY rdatas (trust anchors)
+    keys: Sequence = ()  # DNSKEY rdatas
+    ds: Sequence = ()  # DS rdatas
+
+    def trusts(self, key) -> bool:
+        return key.to_wire() in {k.to_wire() for k in self.keys} or \
+            any(dns.dnssec.make_ds(self.zone, key, ds.digest_type) == ds for ds in self.ds)
+
+    @classmethod
+    def from_text(cls, text: str) -> Anchor:
+        """DNSKEY and/or DS records in zone-file syntax, all of one zone (e.g. `. IN DS 20326 8 2 E06D...`)."""
+        keys, ds, zones = [], [], set()
+        for line in text.splitlines():
+            line = line.split(";", 1)[0].strip()
+            if not line:
+                continue
+            rrset = dns.rrset.from_text(*_split_record(line))
+            zones.add(rrset.name)
+            (keys if rrset.rdtype == dns.rdatatype.DNSKEY else ds).extend(rrset)
+        if len(zones) != 1 or not (keys or ds):
+            raise ValueError("a trust anchor is DNSKEY or DS records of one zone")
+        return cls(zones.pop(), tuple(keys), tuple(ds))
+
+
+def _split_record(line: str) -> tuple:
+    """`name [ttl] [IN] TYPE rdata` -> arguments of dns.rrset.from_text."""
+    words = line.split()
+    name, rest = words[0], words[1:]
+    ttl = int(rest.pop(0)) if rest and rest[0].isdigit() else 0
+    if rest and rest[0].upper() == "IN":
+        rest.pop(0)
+    if not rest or rest[0].upper() not in ("DS", "DNSKEY"):
+        raise ValueError(f"not a DS or DNSKEY record: {line!r}")
+    return name, ttl, "IN", rest[0], " ".join(rest[1:])
+
+
+# The root zone's key-signing keys (KSK-2017, KSK-2024), as IANA publishes them.
+ROOT = Anchor.from_text(""". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D
+. IN DS 38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16
+""")
 
 
 def find(msg: dns.message.Message, name: dns.name.Name, rdtype,
@@ -75,9 +114,8 @@ def validate_chain(qname: str | dns.name.Name, rdtype: str | dns.rdatatype.Rdata
     rdtype = dns.rdatatype.from_text(rdtype) if isinstance(rdtype, str) else rdtype
     if not qname.is_subdomain(anchor.zone):
         raise ChainError(f"{qname} is not under the trust anchor {anchor.zone}")
-    anchor_wire = {k.to_wire() for k in anchor.keys}
     zone = anchor.zone
-    keys = _zone_keys(zone, query, lambda k: k.to_wire() in anchor_wire, now)
+    keys = _zone_keys(zone, query, anchor.trusts, now)
     # Walk down label by label; every zone apex on the way must be delegated securely.
     depth = len(anchor.zone.labels)
     for cut in range(depth + 1, len(qname.labels) + 1):
@@ -97,9 +135,13 @@ def validate_chain(qname: str | dns.name.Name, rdtype: str | dns.rdatatype.Rdata
 
 
 def tcp_query(nameserver: str, timeout: float = 3.0) -> Query:
-    """A `Query` asking one server over TCP with the DO bit (no cache, no recursion needed)."""
+    """A `Query` asking one server over TCP with the DO bit. For a recursive resolver the CD bit is set too:
+    we want the records and their signatures as they are, and to judge them ourselves."""
+    import dns.flags
     import dns.query
 
     def ask(name: dns.name.Name, rdtype) -> dns.message.Message:
-        return dns.query.tcp(dns.message.make_query(name, rdtype, want_dnssec=True), nameserver, timeout=timeout)
+        query = dns.message.make_query(name, rdtype, want_dnssec=True)
+        query.flags |= dns.flags.CD
+        return dns.query.tcp(query, nameserver, timeout=timeout)
     return ask

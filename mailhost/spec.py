@@ -375,6 +375,19 @@ class Dns:
 
 
 @dataclass(frozen=True)
+class Verify:
+    probe_mailbox: Annotated[str, Email()] | None = doc(
+        "Mailbox that sends itself a probe message to check DKIM/SPF/DMARC of real mail; its password must be "
+        "in password_env or password_file (default: the first mailbox that has one). The probe is deleted.", None)
+    trust_anchor: str | None = doc(
+        "File with the DNSSEC trust anchor as DS or DNSKEY records (default: the root zone's keys)", None)
+    ca_bundle: str | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
+                                "else the system's trust store)", None)
+    cert_min_days: int = doc("Warn when a certificate expires within this many days", 14)
+    rrsig_min_days: int = doc("Warn when DNSSEC signatures expire within this many days", 3)
+
+
+@dataclass(frozen=True)
 class Spec:
     hostname: Annotated[str, Hostname()] = doc("The mail host name (MX target, TLS certificate, HELO)")
     domains: list[Domain] = doc("Mail domains served by this host")
@@ -388,6 +401,7 @@ class Spec:
     fail2ban: Fail2ban = doc("Brute-force protection", Fail2ban())
     firewall: Firewall = doc("nftables firewall", Firewall())
     dns: Dns = doc("DNS records: MX, A/AAAA, SPF, DKIM, DMARC, DNSSEC", Dns())
+    verify: Verify = doc("Checks run from outside after the deploy (`mailhost verify`)", Verify())
 
     # Derived views the roles use.
     @property
@@ -409,6 +423,25 @@ class Spec:
         """The longest of our zones that contains `name` (None: outside all of them)."""
         inside = [z for z in self.dns_zones if name == z or name.endswith("." + z)]
         return max(inside, key=len) if inside else None
+
+    @property
+    def mail_tcp_ports(self) -> list[int]:
+        """The ports the mail services listen on publicly (80: ACME HTTP-01)."""
+        return sorted([25, 80, 143, 465, 587, 993] + [995] * self.features.pop3 + [4190] * self.features.managesieve)
+
+    @property
+    def open_tcp_ports(self) -> list[int]:
+        """Every TCP port the firewall opens: SSH, mail, and the spec's extra rules."""
+        extra = [r.port for r in self.firewall.allow if r.proto == "tcp"]
+        return sorted({self.firewall.ssh_port, *self.mail_tcp_ports, *extra})
+
+    @property
+    def probe_mailbox(self) -> Mailbox | None:
+        """The mailbox verify logs in as: the spec's choice, else the first whose password we can read."""
+        usable = [m for m in self.mailboxes if m.password_env or m.password_file]
+        if self.verify.probe_mailbox:
+            return next((m for m in usable if m.address == self.verify.probe_mailbox), None)
+        return usable[0] if usable else None
 
     @property
     def acme_contact(self) -> str:
@@ -536,6 +569,13 @@ def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
         problems.append(("features.clamav", "virus scanning is not supported yet (its signature updates need "
                                             "the ClamAV mirrors); leave it false"))
     problems += _dns_checks(spec, base_dir)
+    if spec.verify.probe_mailbox and spec.probe_mailbox is None:
+        problems.append(("verify.probe_mailbox", f"{spec.verify.probe_mailbox!r} is not a mailbox with "
+                                                 "password_env or password_file (verify must log in as it)"))
+    for name in ("trust_anchor", "ca_bundle"):
+        value = getattr(spec.verify, name)
+        if value and not (base_dir / value).is_file():
+            problems.append((f"verify.{name}", f"{value!r} is not a readable file"))
     if spec.fail2ban.maxretry < 1:
         problems.append(("fail2ban.maxretry", "must be at least 1"))
     reserved = {25, 465, 587, 143, 993, 80, spec.firewall.ssh_port}

@@ -1,0 +1,152 @@
+"""`mailhost verify`: check a deployment the way the internet sees it, plus what only the host knows.
+
+Read-only: it asks DNS, opens TLS and SMTP connections (never sending mail to anyone but the probe
+mailbox, whose probe it deletes), and reads the host over SSH. Running it twice gives the same report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.exception
+import dns.resolver
+
+from mailhost import dnssec, hostinfo
+from mailhost.dns.records import HostFacts
+from mailhost.spec import Spec
+
+from .checks import dns as dns_checks
+from .checks import dnssec as dnssec_checks
+from .checks import host as host_checks
+from .checks.mailauth import LookupTimeout, check_dmarc, check_spf
+from .checks.reverse import check_reverse
+from .report import Report
+from .result import Result, Status, error, ok, warn
+
+# (name, rdtype) probed for DNSSEC besides the apex: what receivers ask about.
+DNSSEC_PROBES = ("MX", "TXT")
+
+
+@dataclass
+class Target:
+    """What verify looks at: the spec (and where its files are), how to reach the host's shell (None:
+    on-host checks are reported as not done), and which resolvers to ask."""
+    spec: Spec
+    base_dir: Path = Path(".")
+    run: host_checks.Run | None = None
+
+    @property
+    def resolvers(self) -> Sequence[str]:
+        return self.spec.dns.resolvers
+
+    @property
+    def ca_file(self) -> str | None:
+        bundle = self.spec.verify.ca_bundle or self.spec.tls.ca_bundle
+        return str(self.base_dir / bundle) if bundle else None
+
+    @property
+    def anchor(self) -> dnssec.Anchor:
+        if self.spec.verify.trust_anchor:
+            return dnssec.Anchor.from_text((self.base_dir / self.spec.verify.trust_anchor).read_text())
+        return dnssec.ROOT
+
+
+def lookup_with(res: dns.resolver.Resolver):
+    """A mailauth `Lookup` over a resolver: answers as text, [] for NXDOMAIN/NODATA, LookupTimeout otherwise."""
+    def lookup(name: str, rdtype: str) -> list[str]:
+        try:
+            answer = res.resolve(name, rdtype)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except dns.exception.DNSException as exc:
+            raise LookupTimeout(f"{name} {rdtype}: {exc.__class__.__name__}") from None
+        if rdtype == "TXT":
+            return [b"".join(rd.strings).decode(errors="replace") for rd in answer]
+        if rdtype == "MX":
+            return [f"{rd.preference} {rd.exchange.to_text(omit_final_dot=True)}" for rd in answer]
+        return [rd.to_text() for rd in answer]
+    return lookup
+
+
+def host_addresses(target: Target, res: dns.resolver.Resolver) -> list[str]:
+    """The spec's addresses, else the host name's A/AAAA as the world resolves them."""
+    given = [a for a in (target.spec.addresses.ipv4, target.spec.addresses.ipv6) if a]
+    if given:
+        return given
+    found = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            found += [rd.to_text() for rd in res.resolve(target.spec.hostname, rdtype)]
+        except dns.exception.DNSException:
+            pass
+    return found
+
+
+def _host_access(target: Target) -> Result:
+    hostname = target.spec.hostname
+    if target.run is None:
+        return warn("host.access", hostname, "on-host checks skipped (no shell on the host)",
+                    "give verify SSH access (--ssh), or run it as the last stage of deploy.py")
+    try:
+        target.run("true")
+    except OSError as exc:
+        return error("host.access", hostname, f"on-host checks not done: {exc}", "check SSH access (--ssh)")
+    return ok("host.access", hostname, "on-host checks run through a shell on the host")
+
+
+def run_checks(target: Target) -> Iterable[Result]:
+    spec = target.spec
+    res = dns_checks.resolver(target.resolvers)
+    lookup = lookup_with(res)
+    addresses = host_addresses(target, res)
+    if not addresses:
+        yield error("dns.address", spec.hostname, f"{spec.hostname} has no A/AAAA record",
+                    "publish it (the DNS stage does, with dns.host_addresses) or set addresses in the spec")
+        return
+    access = _host_access(target)
+    yield access
+    shell = target.run if access.status is Status.OK else None
+    keys = hostinfo.parse_dkim_public_keys(shell(hostinfo.DKIM_PUBLIC_KEYS).splitlines()) if shell else None
+    facts = HostFacts(tuple(addresses), keys)
+    yield from dns_checks.check_records(spec, facts, target.resolvers)
+    for domain in spec.domain_names:
+        yield from check_spf(domain, addresses, lookup)
+        yield from check_dmarc(domain, lookup, spec.domain_names, spec.dns.dmarc.policy)
+    query = dnssec.tcp_query(res.nameservers[0])
+    for zone in spec.dns_zones:
+        probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]
+        yield from dnssec_checks.check_zone(zone, query, target.anchor, target.resolvers,
+                                            spec.verify.rrsig_min_days, probes)
+    yield from check_reverse(spec.hostname, addresses, res)
+    yield from _service_checks(target, addresses, lookup)
+    if shell:
+        yield from host_checks.check_services(shell, spec.hostname)
+        yield from host_checks.check_fail2ban(shell, spec)
+        yield from host_checks.check_key_files(shell, spec)
+        yield from host_checks.check_open_ports(shell, spec, addresses[0])
+
+
+def _service_checks(target: Target, addresses: list[str], lookup) -> Iterable[Result]:
+    """TLS and SMTP policy on the host's first address (the one the world connects to), and DNSBLs."""
+    from .checks import smtp, tls
+    spec, address = target.spec, addresses[0]
+    for endpoint in tls.MAIL_ENDPOINTS:
+        if endpoint.port in spec.mail_tcp_ports:
+            yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
+                                     spec.verify.cert_min_days)
+    yield from smtp.check_banner(address, spec.hostname)
+    yield from smtp.check_open_relay(address, spec.hostname, target.ca_file)
+    for port in (25, 587):
+        yield from smtp.check_auth_before_tls(address, spec.hostname, port)
+    for port in (587, 465):
+        yield from smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port)
+    if spec.features.dnsbl:
+        yield from smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup)
+    from .checks.probe import check_probe
+    yield from check_probe(target, address, lookup)
+
+
+def verify(target: Target) -> Report:
+    return Report(list(run_checks(target)), groups=[*target.spec.domain_names, target.spec.hostname])

@@ -1,0 +1,151 @@
+"""DNS as the world sees it: every authoritative server of each zone asked directly (no cache), then
+the validating resolver. The expected records are the ones the DNS stage publishes
+(`mailhost.dns.records.desired_records`), so verify and publish can never disagree about what is right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+
+from mailhost.dns.records import HostFacts, RecordSet, canonical, desired_records, show
+from mailhost.spec import Spec
+
+from ..result import Result, error, ok, timeout, warn
+
+TIMEOUT = 5.0
+
+
+def check_id(record_set: RecordSet) -> str:
+    """The check a record belongs to, for the report."""
+    if record_set.rdtype == "MX":
+        return "dns.mx"
+    if record_set.rdtype in ("A", "AAAA"):
+        return "dns.address"
+    if "._domainkey." in record_set.name:
+        return "dns.dkim"
+    if record_set.name.startswith("_dmarc.") or "._report._dmarc." in record_set.name:
+        return "dns.dmarc-record"
+    if record_set.claim == "v=spf1":
+        return "dns.spf-record"
+    return f"dns.{record_set.rdtype.lower()}"
+
+
+def resolver(nameservers: Sequence[str]) -> dns.resolver.Resolver:
+    res = dns.resolver.Resolver(configure=not nameservers)
+    if nameservers:
+        res.nameservers = list(nameservers)
+    res.lifetime = TIMEOUT
+    res.use_edns(0, dns.flags.DO, 1232)
+    return res
+
+
+def nameservers(zone: str, res: dns.resolver.Resolver) -> dict[str, list[str]]:
+    """The zone's NS names and their addresses, as delegated (asked through the resolver)."""
+    servers: dict[str, list[str]] = {}
+    for ns in res.resolve(zone, "NS"):
+        name = ns.target.to_text()
+        addresses = []
+        for rdtype in ("A", "AAAA"):
+            try:
+                addresses += [a.to_text() for a in res.resolve(name, rdtype)]
+            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+                pass
+        servers[name] = addresses
+    return servers
+
+
+def ask(server: str, name: str, rdtype: str) -> tuple[dns.rcode.Rcode, set]:
+    """One question to one authoritative server, no recursion: (rcode, canonical answer set)."""
+    query = dns.message.make_query(name + ".", rdtype)
+    query.flags &= ~dns.flags.RD
+    response = dns.query.udp(query, server, timeout=TIMEOUT)
+    if response.flags & dns.flags.TC:
+        response = dns.query.tcp(query, server, timeout=TIMEOUT)
+    found = response.get_rrset(response.answer, dns.name.from_text(name), dns.rdataclass.IN,
+                               dns.rdatatype.from_text(rdtype))
+    return response.rcode(), {canonical(rd) for rd in found or ()}
+
+
+def _compare(record_set: RecordSet, served: set) -> str | None:
+    """What is wrong with what a server holds (None: right). Only the claimed part counts (SPF)."""
+    mine = {rd for rd in served if record_set.claims(rd)}
+    if not mine:
+        return "missing"
+    if mine != record_set.rdatas:
+        return "is " + ", ".join(sorted(show(rd, 60) for rd in mine)) + \
+            " instead of " + ", ".join(sorted(show(rd, 60) for rd in record_set.rdatas))
+    return None
+
+
+def check_records(spec: Spec, facts: HostFacts, resolvers: Sequence[str] = ()) -> Iterable[Result]:
+    """Each record mailhost publishes, on every authoritative server of its zone, then through the resolver
+    (which must validate it: AD)."""
+    res = resolver(resolvers)
+    wanted = [s for s in desired_records(spec, facts) if s.rdatas is not None]
+    for zone in spec.dns_zones:
+        subject = zone
+        try:
+            servers = nameservers(zone, res)
+        except dns.exception.Timeout:
+            yield timeout("dns.nameservers", subject, f"NS of {zone}")
+            continue
+        except dns.exception.DNSException as exc:
+            yield error("dns.nameservers", subject, f"no NS for {zone} ({exc.__class__.__name__})",
+                        "delegate the zone to its provider's nameservers at the registrar")
+            continue
+        addresses = {a: name for name, addrs in servers.items() for a in addrs}
+        serials = {}
+        for address in addresses:
+            try:
+                _, soa = ask(address, zone, "SOA")
+                serials[address] = next(iter(soa)).serial if soa else None
+            except dns.exception.Timeout:
+                yield timeout("dns.nameservers", subject, f"{addresses[address]} ({address})")
+        if len(set(serials.values())) > 1:
+            yield warn("dns.nameservers", subject, f"nameservers disagree: SOA serials {sorted(set(serials.values()))}",
+                       "wait for the secondaries to transfer the zone; if it lasts, check zone transfers")
+        elif serials:
+            yield ok("dns.nameservers", subject, f"{len(serials)} nameserver address(es) agree "
+                                                 f"({', '.join(sorted(servers))})")
+        for record_set in (s for s in wanted if spec.zone_of(s.name) == zone):
+            yield _check_one(record_set, addresses, res)
+
+
+def _check_one(record_set: RecordSet, addresses: dict[str, str], res: dns.resolver.Resolver) -> Result:
+    check = check_id(record_set)
+    subject = record_set.name
+    where = f"{record_set.name} {record_set.rdtype}"
+    wrong = []
+    for address, name in sorted(addresses.items()):
+        try:
+            _, served = ask(address, record_set.name, record_set.rdtype)
+        except dns.exception.Timeout:
+            return timeout(check, subject, f"{where} from {name} ({address})")
+        problem = _compare(record_set, served)
+        if problem:
+            wrong.append(f"{name} ({address}): {problem}")
+    fix = "run the deploy (or `mailhost dns apply`) to publish it; if it was just published, wait for the " \
+          "provider to serve it"
+    if wrong:
+        return error(check, subject, f"{where} ({record_set.purpose}) " + "; ".join(wrong), fix)
+    try:
+        answer = res.resolve(record_set.name, record_set.rdtype)
+    except dns.exception.Timeout:
+        return timeout(check, subject, f"{where} through the resolver")
+    except dns.exception.DNSException as exc:
+        return error(check, subject, f"{where}: the resolver fails on it ({exc.__class__.__name__}) although "
+                                     "the authoritative servers have it", "check DNSSEC (dnssec.* results)")
+    if not answer.response.flags & dns.flags.AD:
+        return warn(check, subject, f"{where} is right but not DNSSEC-validated by the resolver",
+                    "sign the zone and publish its DS at the registrar (see dnssec.* results)")
+    return ok(check, subject, f"{where} is right on every nameserver, DNSSEC-validated ({record_set.purpose})")

@@ -1,0 +1,149 @@
+"""Authentication of real mail: the probe mailbox sends itself a message through submission (587); it is
+read back over IMAPS and judged as a receiver would: DKIM against the key *as published in DNS*, SPF for
+the address it came from, DMARC alignment. The probe is deleted afterwards, so verify changes nothing.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import smtplib
+import socket
+import ssl
+import time
+import uuid
+from collections.abc import Iterable
+from email.message import EmailMessage
+
+import dkim
+
+from mailhost.passwords import read_password
+
+from ..result import Result, error, ok, timeout, warn
+from .mailauth import LookupTimeout, dmarc_alignment, evaluate_spf, parse_dmarc
+
+TIMEOUT = 30.0
+
+
+def _context(ca_file: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
+
+
+class _Imap(imaplib.IMAP4_SSL):
+    """IMAPS to an address, checking the certificate against the host name (as a mail client would)."""
+
+    def __init__(self, address: str, hostname: str, context: ssl.SSLContext):
+        self._address = address
+        super().__init__(hostname, 993, ssl_context=context, timeout=TIMEOUT)
+
+    def _create_socket(self, timeout):
+        sock = socket.create_connection((self._address, self.port), timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def _send(address: str, hostname: str, ca_file: str | None, user: str, password: str, msg: EmailMessage) -> None:
+    with smtplib.SMTP(timeout=TIMEOUT) as smtp:
+        smtp.connect(address, 587)
+        smtp._host = hostname  # STARTTLS checks the certificate against the host name, not the address
+        smtp.ehlo("verify.mailhost")
+        smtp.starttls(context=_context(ca_file))
+        smtp.ehlo("verify.mailhost")
+        smtp.login(user, password)
+        smtp.send_message(msg)
+
+
+def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: str, password: str,
+                      subject: str) -> bytes | None:
+    deadline = time.monotonic() + TIMEOUT
+    with _Imap(address, hostname, _context(ca_file)) as imap:
+        imap.login(user, password)
+        while True:
+            imap.select("INBOX")
+            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
+            if found[0]:
+                number = found[0].split()[-1]
+                _, data = imap.fetch(number, "(RFC822)")
+                for n in found[0].split():
+                    imap.store(n, "+FLAGS", "\\Deleted")
+                imap.expunge()
+                return data[0][1]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.5)
+
+
+def check_probe(target, address: str, lookup) -> Iterable[Result]:
+    spec = target.spec
+    box = spec.probe_mailbox
+    if box is None:
+        yield warn("mail.probe", spec.hostname, "no probe: no mailbox has its password in password_env or "
+                                                "password_file", "set verify.probe_mailbox to such a mailbox")
+        return
+    user, domain = box.address, box.address.split("@")[1]
+    subject = f"mailhost verify probe {uuid.uuid4().hex}"
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = user, user, subject
+    msg["Message-ID"] = f"<{uuid.uuid4().hex}@{spec.hostname}>"
+    msg.set_content("A probe of `mailhost verify`; it deletes it again.\n")
+    try:
+        password = read_password(box, target.base_dir)
+        _send(address, spec.hostname, target.ca_file, user, password, msg)
+        raw = _fetch_and_delete(address, spec.hostname, target.ca_file, user, password, subject)
+    except (TimeoutError, socket.timeout):
+        yield timeout("mail.probe", user, "sending or reading the probe")
+        return
+    except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, ssl.SSLError) as exc:
+        yield error("mail.probe", user, f"the probe could not be sent or read: {exc}",
+                    "see the tls.* and smtp.* results; check the mailbox's password")
+        return
+    if raw is None:
+        yield error("mail.probe", user, f"the probe was accepted but not delivered within {TIMEOUT:.0f}s",
+                    "check `journalctl -u postfix@- -u dovecot` on the host")
+        return
+    yield ok("mail.probe", user, "a probe sent through submission (587) arrived over IMAPS and was deleted")
+    yield from _judge(raw, domain, address, lookup)
+
+
+def _judge(raw: bytes, domain: str, address: str, lookup) -> Iterable[Result]:
+    """DKIM with the key from DNS, SPF for the sending address, DMARC alignment of both."""
+    published: list[str] = []
+
+    def dns_txt(name: bytes, timeout: float = 5) -> bytes | None:
+        answers = lookup(name.decode().rstrip("."), "TXT")
+        published.extend(answers)
+        return answers[0].encode() if answers else None
+
+    signed = b"DKIM-Signature" in raw
+    try:
+        dkim_pass = signed and dkim.verify(raw, dnsfunc=dns_txt)
+    except LookupTimeout:
+        yield timeout("mail.dkim", domain, "the DKIM key in DNS")
+        return
+    if dkim_pass:
+        yield ok("mail.dkim", domain, "the probe's DKIM signature verifies with the key published in DNS")
+    elif not signed:
+        yield error("mail.dkim", domain, "the probe is not DKIM-signed", "check OpenDKIM on the host "
+                                                                         "(host.services) and its signing table")
+    else:
+        yield error("mail.dkim", domain, "the probe's DKIM signature does not verify with the key in DNS "
+                                         f"({'no key published' if not published else 'a different key'})",
+                    "publish the host's key (run the deploy or `mailhost dns apply`)")
+    try:
+        spf = evaluate_spf(domain, address, lookup, sender=f"postmaster@{domain}")
+        records = [r for r in lookup(f"_dmarc.{domain}", "TXT") if r.startswith("v=DMARC1")]
+    except LookupTimeout:
+        yield timeout("mail.spf", domain, "SPF/DMARC records")
+        return
+    if spf.result == "pass":
+        yield ok("mail.spf", domain, f"SPF passes for the host's address {address}")
+    else:
+        yield error("mail.spf", domain, f"SPF gives {spf.result} for the host's address {address}",
+                    f"authorise {address} in the SPF record of {domain}")
+    if not records:
+        yield error("mail.dmarc", domain, "no DMARC record to evaluate", "publish _dmarc (see dns.dmarc)")
+        return
+    verdict = dmarc_alignment(domain, domain, spf.result, [domain] if dkim_pass else [], parse_dmarc(records[0]))
+    if verdict == "pass":
+        yield ok("mail.dmarc", domain, "DMARC passes (aligned " + ("DKIM and SPF" if dkim_pass else "SPF") + ")")
+    else:
+        yield error("mail.dmarc", domain, "DMARC fails: neither DKIM nor SPF passes aligned with the From domain",
+                    "fix mail.dkim / mail.spf above")

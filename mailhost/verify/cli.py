@@ -1,0 +1,59 @@
+"""`mailhost verify SPEC`: the outside-in report, as text for people or JSON for CI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from mailhost.spec import SpecError, load_spec
+
+from . import Target, verify
+
+
+def ssh_runner(target: str, key: str | None, options: list[str]):
+    """Run a shell command on the host over SSH; its stdout (on-host checks read, never write)."""
+    base = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
+    base += ["-i", key] if key else []
+    for option in options:
+        base += ["-o", option]
+
+    def run(command: str) -> str:
+        done = subprocess.run([*base, target, command], capture_output=True, text=True, timeout=60)
+        if done.returncode == 255:
+            raise OSError(f"ssh {target}: {done.stderr.strip()}")
+        return done.stdout
+    return run
+
+
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    run = None
+    if not args.no_host:
+        address = spec.addresses.ipv4 or spec.addresses.ipv6 or spec.hostname
+        run = ssh_runner(args.ssh or f"root@{address}", args.ssh_key, args.ssh_option)
+    report = verify(Target(spec, Path(args.spec).parent, run))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.text())
+    return report.exit_code(args.strict)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("verify", help="check the deployment from outside (DNS, DNSSEC, TLS, SMTP, real mail) "
+                                      "and on the host")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings")
+    p.add_argument("--ssh", help="SSH target for on-host checks (default: root@ the host's address)")
+    p.add_argument("--ssh-key", help="SSH private key")
+    p.add_argument("--ssh-option", action="append", default=[], metavar="OPTION", help="extra ssh -o option")
+    p.add_argument("--no-host", action="store_true", help="skip the on-host checks")
+    p.set_defaults(func=_verify)
