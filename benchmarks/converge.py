@@ -24,8 +24,10 @@ from mailhost.spec import load_spec  # noqa: E402
 from roles import all_packages  # noqa: E402
 
 SERVICES = ["postfix@-", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban"]
-RSS = ("for u in " + " ".join(SERVICES) + "; do cat /sys/fs/cgroup/system.slice/$u.service/cgroup.procs; done "
-       "| while read p; do awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null; done | awk '{s+=$1} END {print s}'")
+# Each unit's own cgroup (postfix@- lives in system-postfix.slice, so ask systemd where).
+RSS = ("for u in " + " ".join(SERVICES) + "; do cat /sys/fs/cgroup$(systemctl show -p ControlGroup --value $u)"
+       "/cgroup.procs; done | while read p; do awk '/VmRSS/ {print $2}' /proc/$p/status 2>/dev/null; done "
+       "| awk '{s+=$1} END {print s}'")
 
 
 def row(what: str, value: str, target: str = "") -> None:

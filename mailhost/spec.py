@@ -295,6 +295,9 @@ class Features:
     managesieve: bool = doc("Offer ManageSieve (4190)", False)
     clamav: bool = doc("Virus scanning with ClamAV (needs ~1.5 GB RAM)", False)
     postscreen: bool = doc("Screen port 25 clients with postscreen", True)
+    rspamd_controller: bool = doc(
+        "Run rspamd's controller on 127.0.0.1:11334 (web UI through an SSH tunnel, `rspamc learn_*`); "
+        "about 45 MB of memory", False)
     dnsbl: list[Annotated[str, DomainName()]] = doc(
         "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
 

@@ -194,7 +194,8 @@ class Lab:
             fqdn = f"{name}.lab.{self.cfg.parent_zone}"
             self.dns.update(f"lab.{self.cfg.parent_zone}", lambda u: (u.replace(name, 60, "A", host.address),
                                                                        u.replace(name, 60, "AAAA", host.address6)))
-            self.dns.set_ptr(host.address, ptr or fqdn)
+            for address in (host.address, host.address6):
+                self.dns.set_ptr(address, ptr or fqdn)
             if wait:
                 host.wait_ssh(timeout or (60 if kind == "container" else 600))
         except BaseException:
@@ -216,7 +217,8 @@ class Lab:
         host = self.host(name)
         host.remove()
         try:
-            self.dns.set_ptr(host.address, None)
+            for address in (host.address, host.address6):
+                self.dns.set_ptr(address, None)
             self.dns.update(f"lab.{self.cfg.parent_zone}", lambda u: u.delete(name))
         except Exception:  # noqa: BLE001 - DNS may already be down during `lab down`
             pass

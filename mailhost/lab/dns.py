@@ -75,9 +75,16 @@ def zone_options(zone: str) -> str:
             f'allow-update {{ key "{TSIG_NAME}"; }}; allow-transfer {{ key "{TSIG_NAME}"; }};')
 
 
-def reverse_zone(cfg: LabConfig) -> str:
-    """The in-addr.arpa zone of the lab's /24."""
-    return ".".join(reversed(str(cfg.network.network_address).split(".")[:3])) + ".in-addr.arpa."
+def reverse_zones(cfg: LabConfig) -> list[str]:
+    """The in-addr.arpa zone of the lab's /24 and the ip6.arpa zone of its /64."""
+    v4 = ".".join(reversed(str(cfg.network.network_address).split(".")[:3])) + ".in-addr.arpa."
+    nibbles = cfg.network6.network_address.exploded.replace(":", "")[:cfg.network6.prefixlen // 4]
+    return [v4, ".".join(reversed(nibbles)) + ".ip6.arpa."]
+
+
+def reverse_zone(cfg: LabConfig, address: str) -> str:
+    """The lab reverse zone holding the PTR of `address`."""
+    return reverse_zones(cfg)[ipaddress.ip_address(address).version == 6]
 
 
 class LabDns:
@@ -126,7 +133,7 @@ class LabDns:
     def _auth_conf(self, workdir: Path) -> str:
         cfg = self.cfg
         zones = "".join(f'zone "{zone}" {{ {zone_options(zone)} }};\n'
-                        for zone in (cfg.parent_zone, reverse_zone(cfg)))
+                        for zone in (cfg.parent_zone, *reverse_zones(cfg)))
         return (self._common("auth", workdir) + f'include "{self.tsig.file}";\n' + DNSSEC_POLICY +
                 f'options {{\n    directory "{workdir}";\n    pid-file "{workdir}/named.pid";\n'
                 f'    listen-on port 53 {{ {cfg.nameserver}; }};\n    listen-on-v6 {{ none; }};\n'
@@ -157,7 +164,8 @@ class LabDns:
         cfg = self.cfg
         ns = f"ns1.{cfg.parent_zone}"
         return (f"$TTL 300\n. SOA {ns} hostmaster.{cfg.parent_zone} 1 60 30 3600 30\n. NS {ns}\n"
-                f"{cfg.parent_zone} NS {ns}\n{reverse_zone(cfg)} NS {ns}\n{ns} A {cfg.nameserver}\n")
+                f"{cfg.parent_zone} NS {ns}\n" + "".join(f"{z} NS {ns}\n" for z in reverse_zones(cfg)) +
+                f"{ns} A {cfg.nameserver}\n")
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> list[procs.Daemon]:
@@ -168,7 +176,8 @@ class LabDns:
             d.mkdir(parents=True, exist_ok=True)
         (auth_dir / "zones" / f"{cfg.parent_zone}db").write_text(
             self._zone_file(cfg.parent_zone, f"ns1 A {cfg.nameserver}\n"))
-        (auth_dir / "zones" / f"{reverse_zone(cfg)}db").write_text(self._zone_file(reverse_zone(cfg)))
+        for zone in reverse_zones(cfg):
+            (auth_dir / "zones" / f"{zone}db").write_text(self._zone_file(zone))
         (auth_dir / "named.conf").write_text(self._auth_conf(auth_dir))
         procs.run(["named-checkconf", str(auth_dir / "named.conf")])
         auth = procs.spawn("named-auth", ["named", "-g", "-c", str(auth_dir / "named.conf")],
@@ -269,7 +278,7 @@ class LabDns:
                 upd.delete(name, "PTR")
             else:
                 upd.replace(name, 60, "PTR", dns.name.from_text(target).to_text())
-        self.update(reverse_zone(self.cfg), change)
+        self.update(reverse_zone(self.cfg, address), change)
 
     def wait_served(self, name: str, rdtype: str, timeout: float = 10) -> None:
         procs.wait_until(f"{name} {rdtype} to be served", lambda: self.query_auth(name, rdtype).answer,

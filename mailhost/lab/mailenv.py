@@ -41,7 +41,11 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
     hostname = f"mail.{names[0]}"
     for zone in names:
         lab.dns.add_zone(zone)
-    lab.dns.set_ptr(host.address, hostname)
+    for address in (host.address, host.address6):
+        lab.dns.set_ptr(address, hostname)
+    directory.mkdir(parents=True, exist_ok=True)
+    anchor = directory / "trust-anchor.txt"  # verify validates from the lab's `test.` key, not the root
+    anchor.write_text("".join(f"{lab.cfg.parent_zone} IN DNSKEY {key.to_text()}\n" for key in lab.dns.trust_anchor))
     passwords, boxes = {}, []
     for zone in names:
         for n in range(mailboxes_per_domain):
@@ -65,6 +69,7 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
         "dns": {"provider": {"kind": "rfc2136", "server": str(lab.cfg.nameserver),
                              "tsig_key_file": str(lab.dns.tsig_file)},
                 "resolvers": [str(lab.cfg.gateway)]},
+        "verify": {"trust_anchor": str(anchor)},
     }
     if len(names) > 1:
         spec["aliases"].append({"source": f"@{names[-1]}", "destinations": [boxes[-1]["address"]]})

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from mailhost.spec import SpecError, load_spec
 
-from . import Target, verify
+from . import Target, host_addresses, verify
+from .checks.dns import resolver
 
 
 def ssh_runner(target: str, key: str | None, options: list[str]):
@@ -34,11 +35,12 @@ def _verify(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
-    run = None
+    target = Target(spec, Path(args.spec).parent)
     if not args.no_host:
-        address = spec.addresses.ipv4 or spec.addresses.ipv6 or spec.hostname
-        run = ssh_runner(args.ssh or f"root@{address}", args.ssh_key, args.ssh_option)
-    report = verify(Target(spec, Path(args.spec).parent, run))
+        addresses = host_addresses(target, resolver(spec.dns.resolvers))  # as the world resolves the host
+        target.run = ssh_runner(args.ssh or f"root@{addresses[0] if addresses else spec.hostname}", args.ssh_key,
+                                args.ssh_option)
+    report = verify(target)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -18,6 +18,7 @@ from pathlib import Path
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FunctionCommand, operation
 
+from mailhost import hostinfo
 from mailhost.dns import signing
 from mailhost.dns.providers import DnsError, make_provider
 from mailhost.dns.records import HostFacts
@@ -27,17 +28,14 @@ from roles.opendkim import DkimPublicKeys
 
 
 class PublicAddresses(FactBase):
-    """The host's public address per family: the source of its default route, else (a host without one,
-    like the lab's) its first global address. Set `addresses` in the spec when this guess is wrong
-    (a host behind NAT, several addresses)."""
+    """The host's public address per family (see `mailhost.hostinfo.PUBLIC_ADDRESSES`). Set `addresses` in
+    the spec when this guess is wrong (a host behind NAT, several addresses)."""
 
     def command(self) -> str:
-        return ("for f in -4 -6; do ip -o $f route get $([ $f = -4 ] && echo 192.0.2.1 || echo 2001:db8::1) "
-                "2>/dev/null | sed -n 's/.* src \\([^ ]*\\).*/\\1/p' | grep . || "
-                "ip -o $f addr show scope global | awk '{split($4, a, \"/\"); print a[1]; exit}'; done")
+        return hostinfo.PUBLIC_ADDRESSES
 
     def process(self, output: list[str]) -> tuple[str, ...]:
-        return tuple(line.strip() for line in output if line.strip())
+        return hostinfo.parse_public_addresses(output)
 
 
 def _facts() -> HostFacts:

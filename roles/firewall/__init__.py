@@ -39,15 +39,6 @@ class SshClientAddress(FactBase):
         return (output[0].strip() or None) if output else None
 
 
-def tcp_ports(spec: Spec) -> list[int]:
-    ports = [25, 80, 143, 465, 587, 993]
-    if spec.features.pop3:
-        ports.append(995)
-    if spec.features.managesieve:
-        ports.append(4190)
-    return sorted(ports)
-
-
 @deploy("firewall")
 def apply(spec: Spec) -> None:
     ssh_sources = list(spec.firewall.ssh_sources)
@@ -55,7 +46,7 @@ def apply(spec: Spec) -> None:
     if ssh_sources and controller and controller not in ssh_sources:
         ssh_sources.append(controller)  # never lock out the deploy that is running
     conf = config_file(__file__, "/etc/nftables.conf", check="nft -c -f {path}", mode="755",
-                       spec=spec, tcp_ports=tcp_ports(spec), ssh_sources=ssh_sources)
+                       spec=spec, tcp_ports=spec.mail_tcp_ports, ssh_sources=ssh_sources)
     systemd.service(name="nftables enabled at boot", service="nftables", enabled=True, running=True)
     drifted = host.get_fact(FirewallDrift)
     server.shell(name="Load the firewall" + (" (live ruleset drifted)" if drifted else ""),

@@ -12,11 +12,12 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 
 PACKAGES = ["opendkim", "opendkim-tools"]
-KEY_DIR = "/etc/opendkim/keys"
+KEY_DIR = hostinfo.DKIM_KEY_DIR
 
 
 def key_path(domain: str, selector: str) -> str:
@@ -31,17 +32,10 @@ class DkimPublicKeys(FactBase):
     """{(domain, selector): base64 SubjectPublicKeyInfo} for every key on the host."""
 
     def command(self) -> str:
-        return (f"for k in {KEY_DIR}/*/*.private; do [ -f \"$k\" ] || continue; "
-                "d=$(basename $(dirname $k)); s=$(basename $k .private); "
-                "printf '%s %s ' $d $s; openssl pkey -in $k -pubout -outform DER | base64 -w0; echo; done")
+        return hostinfo.DKIM_PUBLIC_KEYS
 
     def process(self, output: list[str]) -> dict[tuple[str, str], str]:
-        keys = {}
-        for line in output:
-            parts = line.split()
-            if len(parts) == 3:
-                keys[(parts[0], parts[1])] = parts[2]
-        return keys
+        return hostinfo.parse_dkim_public_keys(output)
 
 
 @deploy("opendkim")

@@ -12,7 +12,7 @@ from roles._config import config_file
 
 PACKAGES = ["rspamd", "redis-server"]
 LOCAL_D = ["redis.conf", "actions.conf", "milter_headers.conf", "dkim_signing.conf",
-           "greylist.conf", "options.inc", "worker-proxy.inc", "worker-controller.inc"]
+           "greylist.conf", "options.inc", "worker-proxy.inc", "worker-controller.inc", "worker-normal.inc"]
 
 
 @deploy("rspamd")
@@ -23,4 +23,7 @@ def apply(spec: Spec) -> None:
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))
     systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
-    systemd.service(name="rspamd reloads its config", service="rspamd", reloaded=True, _if=any_changed(*changed))
+    # A restart, not a reload: a reload keeps the old set of worker processes. Postfix accepts mail
+    # meanwhile (milter_default_action = accept).
+    systemd.service(name="rspamd restarts for new config", service="rspamd", restarted=True,
+                    _if=any_changed(*changed))
