@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+import dns.name
 import pytest
 import yaml
 
@@ -33,7 +34,26 @@ def test_dry_run_on_a_fresh_host_shows_the_plan_and_changes_nothing(lab, fresh_h
     for op in ("base | Hostname is the mail host name", "base | Mail stack packages",
                "certbot | Certificate for", "postfix | Install /etc/postfix/main.cf"):
         assert op in result.output, f"the plan does not show {op!r}"
+    # The DNS plan is shown too: what is known, and the DKIM key the host has not made yet.
+    domain = env.domains[0]
+    assert f"+ create {domain} MX 10 {env.hostname}." in result.output
+    assert f"+ create {env.hostname} A {host.address}" in result.output
+    assert f"? pending mail._domainkey.{domain} TXT: known after apply" in result.output
     assert host_fingerprint(host) == before
+    assert not lab.dns.query_auth(domain + ".", "MX").answer, "a dry run wrote to the zone"
+
+
+def test_a_dns_conflict_stops_the_deploy_before_the_host_is_touched(lab, fresh_host, tmp_path):
+    host = fresh_host()
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    domain = env.domains[0]
+    lab.dns.update(domain, lambda u: u.replace(dns.name.from_text(domain + "."), 300, "MX", "10 old-mx.example."))
+    result = run_deploy([host], {"spec": str(env.spec_path)})
+    assert result.returncode != 0
+    assert f"conflict {domain} MX: 10 old-mx.example. was not made by mailhost" in result.output
+    assert f"add '{domain} MX' to dns.adopt" in result.output
+    assert "mailhost" not in host.ssh("ls /var/lib").stdout, "the host was changed"
+    assert not lab.dns.query_auth(f"{env.hostname}.", "A").answer, "DNS was written"
 
 
 def test_a_bad_spec_stops_the_run_before_any_connection(lab, fresh_host, tmp_path):
