@@ -153,6 +153,8 @@ class LabDns:
                 f'    recursion yes;\n    allow-query {{ {cfg.network}; 127.0.0.0/8; }};\n'
                 f'    allow-recursion {{ {cfg.network}; 127.0.0.0/8; }};\n    dnssec-validation yes;\n'
                 f'    empty-zones-enable no;\n    notify no;\n    max-cache-ttl 5;\n    max-ncache-ttl 5;\n'
+                # Tests publish and query at once: no NXDOMAIN synthesised from NSEC cached before a publish.
+                f'    synth-from-dnssec no;\n'
                 f'    managed-keys-directory "{workdir}";\n    session-keyfile "{workdir}/session.key";\n}};\n'
                 # Never ask a server outside the lab: no root priming, no trust-anchor fetch.
                 f'server 0.0.0.0/0 {{ bogus yes; }};\nserver ::/0 {{ bogus yes; }};\n'
@@ -252,6 +254,7 @@ class LabDns:
 
     def publish_ds(self, zone: str) -> None:
         """(Re)publish the delegation and the DS of `zone`'s current key in the parent."""
+        zone = dns.name.from_text(zone).to_text()
         key = self.wait_signed(zone)
         ds = dns.dnssec.make_ds(zone, key, "SHA256")
         child = dns.name.from_text(zone)

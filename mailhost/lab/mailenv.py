@@ -69,7 +69,8 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
         "dns": {"provider": {"kind": "rfc2136", "server": str(lab.cfg.nameserver),
                              "tsig_key_file": str(lab.dns.tsig_file)},
                 "resolvers": [str(lab.cfg.gateway)]},
-        "verify": {"trust_anchor": str(anchor)},
+        "verify": {"trust_anchor": str(anchor),
+                   "relay_probe": f"relay-probe@remote.{lab.cfg.parent_zone.rstrip('.')}"},
     }
     if len(names) > 1:
         spec["aliases"].append({"source": f"@{names[-1]}", "destinations": [boxes[-1]["address"]]})
