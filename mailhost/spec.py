@@ -386,6 +386,10 @@ class Verify:
         "File with the DNSSEC trust anchor as DS or DNSKEY records (default: the root zone's keys)", None)
     ca_bundle: str | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
                                 "else the system's trust store)", None)
+    relay_probe: Annotated[str, Email()] = doc(
+        "Foreign address of a domain that receives mail, used to ask the host to relay (RCPT only: no message is "
+        "ever sent). Servers refuse a recipient domain without MX before their relay rule is even reached, so "
+        "it must be real.", "postmaster@gmail.com")
     cert_min_days: int = doc("Warn when a certificate expires within this many days", 14)
     rrsig_min_days: int = doc("Warn when DNSSEC signatures expire within this many days", 3)
 

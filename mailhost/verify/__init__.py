@@ -137,11 +137,12 @@ def _service_checks(target: Target, addresses: list[str], lookup) -> Iterable[Re
             yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
                                      spec.verify.cert_min_days)
     yield from smtp.check_banner(address, spec.hostname)
-    yield from smtp.check_open_relay(address, spec.hostname, target.ca_file)
+    yield from smtp.check_open_relay(address, spec.hostname, target.ca_file, foreign_rcpt=spec.verify.relay_probe)
     for port in (25, 587):
         yield from smtp.check_auth_before_tls(address, spec.hostname, port)
     for port in (587, 465):
-        yield from smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port)
+        yield from smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port,
+                                                       foreign_rcpt=spec.verify.relay_probe)
     if spec.features.dnsbl:
         yield from smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup)
     from .checks.probe import check_probe

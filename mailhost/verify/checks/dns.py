@@ -142,6 +142,10 @@ def _check_one(record_set: RecordSet, addresses: dict[str, str], res: dns.resolv
         answer = res.resolve(record_set.name, record_set.rdtype)
     except dns.exception.Timeout:
         return timeout(check, subject, f"{where} through the resolver")
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        return warn(check, subject, f"{where} is right on every nameserver, but the resolver still answers "
+                                    "from a negative answer it cached before the record was published",
+                    "wait for the zone's negative TTL (SOA minimum) and verify again")
     except dns.exception.DNSException as exc:
         return error(check, subject, f"{where}: the resolver fails on it ({exc.__class__.__name__}) although "
                                      "the authoritative servers have it", "check DNSSEC (dnssec.* results)")
