@@ -5,7 +5,8 @@ Stages: install the whole package set in one apt transaction, then configure and
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
 up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM are published
 right after they exist; the firewall opens 80 before certbot; the certificate exists before Postfix
-and Dovecot use it.
+and Dovecot use it. After the last operation, `mailhost verify` checks the host from outside and prints
+its report; errors make the run exit non-zero.
 """
 
 from pathlib import Path
@@ -14,6 +15,7 @@ from pyinfra import host
 
 from mailhost.spec import load_spec
 from roles import all_packages, base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+from roles import verify
 
 spec_path = Path(host.data.spec)
 spec = load_spec(spec_path)
@@ -28,3 +30,5 @@ rspamd.apply(spec)
 dovecot.apply(spec, spec_path.parent)
 postfix.apply(spec)
 fail2ban.apply(spec)
+if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
+    verify.apply(spec, spec_path.parent)

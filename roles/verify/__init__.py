@@ -1,0 +1,60 @@
+"""Verify stage: after the last operation, check each converged host from outside (`mailhost.verify`) and
+print the report. A report with errors fails the host, so the deploy exits non-zero.
+
+It is a pyinfra state callback, not an operation: verify reads and never changes anything, and an
+operation that runs code every time would count as a change on every run. A dry run executes no
+operations, so it never verifies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host, logger, state
+from pyinfra.api import operation
+from pyinfra.api.state import BaseStateCallback
+
+from mailhost.spec import Spec
+from mailhost.verify import Target, verify
+
+_TARGETS: dict[str, Target] = {}  # host name -> what to verify
+
+
+def _runner(pyinfra_host):
+    def run(command: str) -> str:
+        ok, output = pyinfra_host.run_shell_command(command)
+        if not ok and not output.stdout:
+            raise OSError(f"command failed on {pyinfra_host.name}: {output.stderr[-300:]}")
+        return output.stdout
+    return run
+
+
+class VerifyAtTheEnd(BaseStateCallback):
+    @staticmethod
+    def operation_end(state, op_hash) -> None:
+        if op_hash != state.get_op_order()[-1]:
+            return
+        for name, target in sorted(_TARGETS.items()):
+            pyinfra_host = state.inventory.get_host(name)
+            if pyinfra_host in state.failed_hosts:
+                continue
+            target.run = _runner(pyinfra_host)
+            report = verify(target)
+            logger.info(f"\n--> Verify {target.spec.hostname} ({name}):\n{report.text(color=False)}")
+            if report.exit_code(strict=bool(pyinfra_host.data.get("verify_strict"))):
+                logger.error(f"--> Verify of {target.spec.hostname} failed")
+                state.failed_hosts.add(pyinfra_host)
+
+
+@operation(is_idempotent=True)
+def _last():
+    """A marker that runs last: the report follows it."""
+    host.noop("the verify report follows")
+    yield from ()  # an operation is a generator of commands; this one has none
+
+
+def apply(spec: Spec, base_dir: Path) -> None:
+    if not any(isinstance(h, VerifyAtTheEnd) for h in state.callback_handlers):
+        state.add_callback_handler(VerifyAtTheEnd())
+    _TARGETS[host.name] = Target(spec, base_dir)
+    _last(name="Verify from outside after the deploy")
