@@ -12,8 +12,8 @@ import dns.resolver
 import dns.rrset
 import pytest
 
-# The test CA and the servers: fixtures shared with the TLS tests.
-from test_verify_tls import HOST, LOCAL, SHORT, Handler, closed_port, pki, silent_port, smtp_server  # noqa: F401
+# Constants shared with the TLS tests; their fixtures come through conftest.py.
+from test_verify_tls import HOST, LOCAL, SHORT, Handler
 
 from mailhost.verify import lookup_with
 from mailhost.verify.checks.mailauth import LookupTimeout

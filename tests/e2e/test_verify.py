@@ -1,0 +1,172 @@
+"""`mailhost verify` on a lab host converged by deploy.py: all green, stable, and each check goes red for
+the fault it exists for (and only the checks related to that fault do)."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+
+import dns.name
+import pytest
+
+from mailhost.lab.deploys import run_deploy
+from mailhost.lab.mailenv import make_mail_env
+from mailhost.spec import load_spec
+from mailhost.verify import Target, verify
+from mailhost.verify.cli import ssh_runner
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def site(lab, tmp_path_factory):
+    """A container converged by deploy.py (which ends with the verify report), and how to verify it."""
+    host = lab.new_host(f"vf{uuid.uuid4().hex[:5]}")
+    env = make_mail_env(lab, host, tmp_path_factory.mktemp("spec"), domains=1)
+    env.first_run = run_deploy([host], {"spec": str(env.spec_path)}).check()
+    spec = load_spec(env.spec_path)
+    run = ssh_runner(f"root@{host.address}", str(host.ssh_key),
+                     ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
+    env.target = lambda: Target(spec, env.spec_path.parent, run)
+    yield env
+    lab.remove_host(host.name)
+
+
+def failed(report) -> set[str]:
+    return {r.check for r in report.results if r.status.failed}
+
+
+def restore(site) -> None:
+    """A deploy puts host and records back; the next verify must be green again."""
+    run_deploy([site.host], {"spec": str(site.spec_path)}).check()
+
+
+def test_deploy_ends_with_an_all_green_report_and_verify_is_stable(site):
+    assert "--> Verify " in site.first_run.output and " 0 errors" in site.first_run.output
+    first, second = verify(site.target()), verify(site.target())
+    assert failed(first) == set() and first.exit_code() == 0, first.text(color=False)
+    checks = {r.check for r in first.results}
+    assert {"dns.mx", "dns.address", "dns.spf", "dns.dkim", "dns.dmarc", "dnssec.chain", "dnssec.ds",
+            "reverse.ptr", "tls.certificate", "tls.versions", "smtp.relay", "smtp.auth-before-tls",
+            "smtp.submission-auth", "mail.dkim", "mail.spf", "mail.dmarc", "reputation.dnsbl", "host.services",
+            "host.firewall", "host.fail2ban", "host.keys", "host.renewal"} <= checks
+    assert first.to_json() == second.to_json()  # read-only and deterministic
+    assert first.text(color=False) == second.text(color=False)
+
+
+def settle() -> None:
+    """The lab resolver caches answers (positive and negative) for at most 5 s: let a DNS change show."""
+    time.sleep(6)
+
+
+def zone_change(lab, site, build) -> None:
+    lab.dns.update(site.domains[0], build)
+    time.sleep(1)  # BIND's inline signing publishes the signed change a moment later
+    settle()
+
+
+def name(text: str) -> dns.name.Name:
+    return dns.name.from_text(text if text.endswith(".") else text + ".")
+
+
+DNS_FAULTS = {
+    "wrong DKIM key": (lambda d: lambda u: u.replace(name(f"mail._domainkey.{d}"), 3600, "TXT",
+                                                     '"v=DKIM1; k=rsa; p=MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAKj34"'),
+                       {"dns.dkim", "mail.dkim"}, {"dns.dkim", "mail.dkim", "mail.dmarc"}),
+    "SPF without the host": (lambda d: lambda u: (u.delete(name(d), "TXT"), u.add(name(d), 3600, "TXT",
+                                                                                 '"v=spf1 -all"')),
+                             {"dns.spf", "mail.spf"}, {"dns.spf", "dns.spf-record", "mail.spf"}),
+    "missing DMARC": (lambda d: lambda u: u.delete(name(f"_dmarc.{d}"), "TXT"),
+                      {"dns.dmarc", "mail.dmarc"}, {"dns.dmarc", "dns.dmarc-record", "mail.dmarc"}),
+}
+
+
+@pytest.mark.parametrize("fault", DNS_FAULTS, ids=list(DNS_FAULTS))
+def test_a_broken_record_fails_its_checks_only(lab, site, fault):
+    change, must, may = DNS_FAULTS[fault]
+    zone_change(lab, site, change(site.domains[0]))
+    try:
+        report = verify(site.target())
+        assert must <= failed(report) <= may, report.text(color=False)
+    finally:
+        restore(site)
+        settle()
+    assert failed(verify(site.target())) == set()
+
+
+def test_a_missing_ds_fails_the_dnssec_checks(lab, site):
+    zone = site.domains[0]
+    lab.dns.update("test.", lambda u: u.delete(name(zone), "DS"))
+    settle()
+    try:
+        report = verify(site.target())
+        assert {"dnssec.ds", "dnssec.chain"} == failed(report), report.text(color=False)
+        ds = [r for r in report.results if r.check == "dnssec.ds"][0]
+        assert f"{zone}. IN DS " in ds.fix  # the exact DS to publish
+    finally:
+        lab.dns.publish_ds(zone)
+        settle()
+    assert failed(verify(site.target())) == set()
+
+
+def test_a_wrong_ptr_fails_reverse_dns_and_the_deploy(lab, site):
+    lab.dns.set_ptr(site.host.address, f"someone-else.{site.domains[0]}")
+    settle()
+    try:
+        report = verify(site.target())
+        assert failed(report) == {"reverse.ptr"}, report.text(color=False)
+        # The deploy cannot repair a PTR (the address's owner sets it): its verify stage fails the run.
+        deploy = run_deploy([site.host], {"spec": str(site.spec_path)})
+        assert deploy.returncode != 0 and not deploy.changed
+        assert "ERROR   reverse.ptr" in deploy.output and f"Verify of {site.hostname} failed" in deploy.output
+    finally:
+        lab.dns.set_ptr(site.host.address, site.hostname)
+        settle()
+
+
+def test_a_dnsbl_listing_fails_reputation(lab, site):
+    listed = name(ipaddress.ip_address(site.host.address).reverse_pointer.replace(".in-addr.arpa", "")
+                  + ".dnsbl.test")
+    lab.dns.update("dnsbl.test", lambda u: u.replace(listed, 60, "A", "127.0.0.2"))
+    lab.dns.wait_served(listed.to_text(), "A")
+    settle()
+    try:
+        report = verify(site.target())
+        assert failed(report) == {"reputation.dnsbl"}, report.text(color=False)
+    finally:
+        lab.dns.update("dnsbl.test", lambda u: u.delete(listed))
+        settle()
+
+
+# fault -> (how to break the host, checks that must fail, checks that may fail with it)
+HOST_FAULTS = {
+    "stopped service": ("systemctl stop fail2ban", {"host.services", "host.fail2ban"}, set()),
+    "extra open port": ("nft insert rule inet mailhost input tcp dport 8025 accept; "
+                        "(setsid python3 -m http.server 8025 >/dev/null 2>&1 &); sleep 1", {"host.firewall"}, set()),
+    # The classic open relay: "trusted" networks that are the whole internet. (Plain `permit` rules are
+    # refused by Postfix itself: smtpd then never starts, and verify reports timeouts on 25.)
+    "open relay": ("postconf -e 'mynetworks = 0.0.0.0/0 [::]/0' && postfix reload", {"smtp.relay"},
+                   {"smtp.submission-auth"}),
+    "AUTH before TLS": ("postconf -P 'submission/inet/smtpd_tls_security_level=may' "
+                        "'submission/inet/smtpd_tls_auth_only=no' && postfix reload", {"smtp.auth-before-tls"},
+                        set()),
+    "wrong-name certificate": (
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=wrong.example -keyout /root/k.pem "
+        "-out /root/c.pem 2>/dev/null && postconf -e 'smtpd_tls_chain_files = /root/k.pem, /root/c.pem' "
+        "&& postfix reload", {"tls.certificate"}, {"mail.probe"}),
+    "DKIM key file mode": ("chmod 644 /etc/opendkim/keys/*/*.private", {"host.keys"}, {"mail.dkim"}),
+}
+
+
+@pytest.mark.parametrize("fault", HOST_FAULTS, ids=list(HOST_FAULTS))
+def test_a_broken_host_fails_its_checks_only(site, fault):
+    command, must, may = HOST_FAULTS[fault]
+    site.host.ssh(command)
+    try:
+        report = verify(site.target())
+        assert must <= failed(report) <= must | may, report.text(color=False)
+    finally:
+        site.host.ssh("pkill -f 'http.server 8025' || true", check=False)
+        restore(site)
+    assert failed(verify(site.target())) == set()
