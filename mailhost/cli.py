@@ -7,12 +7,19 @@ import json
 import sys
 
 
-def _spec_check(args: argparse.Namespace) -> int:
+def spec_or_none(path: str):
+    """The spec a command works on, or None after printing why it is invalid (the command then exits 2)."""
     from .spec import SpecError, load_spec
     try:
-        spec = load_spec(args.spec)
+        return load_spec(path)
     except SpecError as exc:
         print(exc, file=sys.stderr)
+        return None
+
+
+def _spec_check(args: argparse.Namespace) -> int:
+    spec = spec_or_none(args.spec)
+    if spec is None:
         return 2
     print(f"{args.spec}: ok ({spec.hostname}: {len(spec.domains)} domain(s), {len(spec.mailboxes)} mailbox(es), "
           f"{len(spec.aliases)} alias(es))")

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from mailhost.spec import SpecError, load_spec
+from mailhost.cli import spec_or_none
 
 from . import signing
 from .providers import DnsError, make_provider
@@ -20,10 +20,8 @@ from .sync import DnsSync
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as exc:
-        print(exc, file=sys.stderr)
+    spec = spec_or_none(args.spec)
+    if spec is None:
         return 2
     if spec.dns.provider is None:
         print(f"{args.spec}: dns.provider is not set, so mailhost does not manage DNS", file=sys.stderr)

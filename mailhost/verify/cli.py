@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from mailhost.spec import SpecError, load_spec
+from mailhost.cli import spec_or_none
 
 from . import Target, host_addresses, verify
 from .checks.dns import resolver
@@ -30,10 +29,8 @@ def ssh_runner(target: str, key: str | None, options: list[str]):
 
 
 def _verify(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec)
-    except SpecError as exc:
-        print(exc, file=sys.stderr)
+    spec = spec_or_none(args.spec)
+    if spec is None:
         return 2
     target = Target(spec, Path(args.spec).parent)
     if not args.no_host:
