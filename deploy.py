@@ -16,9 +16,11 @@ from pyinfra import host
 from mailhost.spec import load_spec
 from roles import all_packages, base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
 from roles import verify
+from roles._connection import send_without_delay
 
 spec_path = Path(host.data.spec)
 spec = load_spec(spec_path)
+send_without_delay()
 
 dns_pending = dns.publish(spec, spec_path.parent)
 base.apply(spec, all_packages(spec))
