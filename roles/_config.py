@@ -29,8 +29,10 @@ class StagedConfig:
     """
 
     def __init__(self, role_file: str, dest: str, *, mode: str = "644", user: str = "root", group: str = "root",
-                 **context):
-        self.dest, self.mode, self.user, self.group = dest, mode, user, group
+                 backdated: bool = False, **context):
+        """`backdated`: the file gets a modification time 2 s in the past, for readers that wait while a
+        file is "hot" (Postfix rereads main.cf until it is 2 s old: 2.4 s per `postconf` after a write)."""
+        self.dest, self.mode, self.user, self.group, self.backdated = dest, mode, user, group, backdated
         self.staged = f"{STAGING}{dest}"
         self.stage = files.template(name=f"Render {dest}", src=template_path(role_file, dest), dest=self.staged,
                                     mode="600", **context)
@@ -38,8 +40,10 @@ class StagedConfig:
 
     def install(self, check: str | None = None):
         """Install if rendered content changed or the live file drifted; `check` ({path}, {dir}) must pass first."""
-        commands = ([check.format(path=self.staged, dir=str(Path(self.staged).parent))] if check else []) + [
-            f"install -D -m {self.mode} -o {self.user} -g {self.group} {self.staged} {self.dest}"]
+        commands = ([f"touch -d @$(($(date +%s) - 2)) {self.staged}"] if self.backdated else []) + (
+            [check.format(path=self.staged, dir=str(Path(self.staged).parent))] if check else []) + [
+            f"install -D {'-p ' if self.backdated else ''}-m {self.mode} -o {self.user} -g {self.group} "
+            f"{self.staged} {self.dest}"]
         op = server.shell(name=f"Install {self.dest}" + (" (validated)" if check else ""), commands=commands,
                           _if=None if self.drifted else self.stage.did_change)
         # Mode and owner drift, independent of content (a no-op when they are right).

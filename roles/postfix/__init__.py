@@ -30,11 +30,12 @@ def apply(spec: Spec) -> None:
         server.shell(name=f"postmap {path}", commands=[f"postmap hash:{path}"], _if=table.did_change)
         changed.append(table)
     # Both files staged first: postconf checks them together.
-    main = StagedConfig(__file__, "/etc/postfix/main.cf", spec=spec, tls=live_dir(spec))
+    main = StagedConfig(__file__, "/etc/postfix/main.cf", spec=spec, tls=live_dir(spec), backdated=True)
     master = StagedConfig(__file__, "/etc/postfix/master.cf", spec=spec)
     check = ("{{ postconf -c {dir} -n; postconf -c {dir} -M; }} >/dev/null 2>{dir}/check.err; "
              "! grep -i -e warning -e fatal {dir}/check.err")
     changed += [main.install(check), master.install(check)]
-    systemd.service(name="Postfix is running", service="postfix", running=True, enabled=True)
     server.shell(name="Postfix installation is consistent", commands=["postfix check"], _if=any_changed(*changed))
-    systemd.service(name="Postfix reloads its config", service="postfix", reloaded=True, _if=any_changed(*changed))
+    systemd.service(name="Postfix reloads its config", service="postfix", reloaded=True,
+                    _if=any_changed(*changed))  # only if running; a stopped Postfix starts below
+    systemd.service(name="Postfix is running", service="postfix", running=True, enabled=True)
