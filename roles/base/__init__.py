@@ -6,11 +6,32 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
+from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server, systemd
+
 
 from mailhost.spec import Spec
 
 PACKAGES = ["systemd-timesyncd", "ca-certificates", "ssl-cert"]
+
+# While the stack is installed, package scripts must not start services: each would start with
+# Debian's default config only to be restarted with ours (OpenDKIM alone takes 1-3 s to stop), and
+# Fail2Ban's default jail fails on a host without auth.log. Each role starts its service once it
+# is configured. The file is ours only while it says so; someone else's policy is left alone.
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+POLICY_MARK = "# mailhost: services start once configured, not during the package install"
+POLICY = f"#!/bin/sh\n{POLICY_MARK}\nexit 101\n"
+
+
+class PolicyRcD(FactBase):
+    """Who owns /usr/sbin/policy-rc.d: "mailhost" (left by an interrupted run), "other", or None (absent)."""
+
+    def command(self) -> str:
+        return (f"if grep -qxF '{POLICY_MARK}' {POLICY_RC_D} 2>/dev/null; then echo mailhost; "
+                f"elif [ -e {POLICY_RC_D} ]; then echo other; fi")
+
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output else None
 
 
 class DpkgInterrupted(FactBase):
@@ -41,8 +62,16 @@ def apply(spec: Spec, packages: list[str]) -> None:
         server.shell(name="Finish an interrupted dpkg run",
                      commands=["timeout 900 sh -c 'while pidof apt-get apt dpkg >/dev/null; do sleep 1; done'",
                                "dpkg --configure -a"])
-    # One apt transaction for the whole stack: as fast as a plain `apt-get install`.
+    # One apt transaction for the whole stack.
     apt.update(name="Package lists are fresh", cache_time=3600)
-    apt.packages(name="Mail stack packages", packages=packages, no_recommends=True)
-    # Time sync matters for TLS, DKIM timestamps and DNSSEC (skipped by systemd inside containers).
+    missing = set(packages) - set(host.get_fact(DebPackages))
+    policy = host.get_fact(PolicyRcD)
+    if missing and policy is None:
+        files.put(name="Package scripts start no services", src=StringIO(POLICY), dest=POLICY_RC_D, mode="755")
+    install = apt.packages(name="Mail stack packages", packages=packages, no_recommends=True)
+    if (missing and policy is None) or policy == "mailhost":
+        files.file(name="Package scripts may start services again", path=POLICY_RC_D, present=False)
+    # Time sync matters for TLS, DKIM timestamps and DNSSEC. Started here once, as its package script
+    # did not; systemd itself skips it inside containers, so a "running" check would never settle.
+    server.shell(name="Time sync is started", commands=["systemctl start systemd-timesyncd"], _if=install.did_change)
     systemd.service(name="Time sync enabled", service="systemd-timesyncd", enabled=True, running=None)

@@ -36,6 +36,6 @@ def apply(spec: Spec, spec_dir: Path) -> None:
                  _if=sieve.did_change)
     conf = config_file(__file__, "/etc/dovecot/dovecot.conf", check="doveconf -n -c {path} >/dev/null",
                        spec=spec, tls=live_dir(spec), vmail_uid=VMAIL_UID)
-    systemd.service(name="Dovecot is running", service="dovecot", running=True, enabled=True)
     systemd.service(name="Dovecot reloads its config", service="dovecot", reloaded=True,
-                    _if=any_changed(conf, users))
+                    _if=any_changed(conf, users))  # only if running; a stopped Dovecot starts below
+    systemd.service(name="Dovecot is running", service="dovecot", running=True, enabled=True)

@@ -20,6 +20,6 @@ def apply(spec: Spec) -> None:
         return
     jail = config_file(__file__, "/etc/fail2ban/jail.d/mailhost.local", spec=spec)
     server.shell(name="Fail2Ban config is valid", commands=["fail2ban-client -t"], _if=jail.did_change)
-    systemd.service(name="Fail2Ban is running", service="fail2ban", running=True, enabled=True)
     systemd.service(name="Fail2Ban restarts for new jails", service="fail2ban", restarted=True,
-                    _if=any_changed(jail))
+                    _if=any_changed(jail))  # only if running; a stopped Fail2Ban starts below
+    systemd.service(name="Fail2Ban is running", service="fail2ban", running=True, enabled=True)

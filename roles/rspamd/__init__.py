@@ -22,8 +22,8 @@ def apply(spec: Spec) -> None:
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))
-    systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
     # A restart, not a reload: a reload keeps the old set of worker processes. Postfix accepts mail
-    # meanwhile (milter_default_action = accept).
+    # meanwhile (milter_default_action = accept). Only if running; a stopped rspamd starts below.
     systemd.service(name="rspamd restarts for new config", service="rspamd", restarted=True,
                     _if=any_changed(*changed))
+    systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
