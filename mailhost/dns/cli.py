@@ -13,7 +13,6 @@ from pathlib import Path
 
 from mailhost.cli import spec_or_none
 
-from . import signing
 from .providers import DnsError, make_provider
 from .records import HostFacts
 from .sync import DnsSync
@@ -33,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
         states = sync.plan(HostFacts())
         if apply:
             states = sync.apply(states, force=args.force)
-        reports = [signing.report(provider, s.zone, apply and spec.dns.dnssec, spec.dns.resolvers) for s in states]
+        reports = sync.signing_reports(states, apply and spec.dns.dnssec)
     except DnsError as exc:
         print(f"DNS: {exc}", file=sys.stderr)
         return 2

@@ -14,9 +14,10 @@ that prefix are ours.
 from __future__ import annotations
 
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -50,9 +51,18 @@ class WriteUncertain(DnsError):
 
 @dataclass
 class Requests:
-    """API calls made, for tests ("a re-run makes no writes") and benchmarks."""
+    """API calls made, for tests ("a re-run makes no writes") and benchmarks. Zones are worked on in
+    parallel, so counting takes a lock."""
     reads: int = 0
     writes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, write: bool) -> None:
+        with self._lock:
+            if write:
+                self.writes += 1
+            else:
+                self.reads += 1
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,8 @@ class Signing:
 
 class Provider(ABC):
     kind: ClassVar[str]
+    # How many zones may be read or written at once: what the API's rate limit allows.
+    parallel_zones: ClassVar[int] = 1
 
     def __init__(self, config: DnsProvider, owner: str, base_dir: Path = Path(".")):
         self.config = config

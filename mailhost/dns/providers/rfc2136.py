@@ -55,6 +55,7 @@ def read_tsig_file(path: Path) -> tuple[str, str, str]:
 
 class Rfc2136Provider(Provider):
     kind = "rfc2136"
+    parallel_zones = 8  # one TCP connection each; name servers serve many at once
 
     def __init__(self, config: DnsProvider, owner: str, base_dir: Path = Path(".")):
         super().__init__(config, owner, base_dir)
@@ -78,10 +79,7 @@ class Rfc2136Provider(Provider):
         return f"rfc2136 {self.config.server}:{self.port}"
 
     def _query(self, message: dns.message.Message, write: bool = False) -> dns.message.Message:
-        if write:
-            self.requests.writes += 1
-        else:
-            self.requests.reads += 1
+        self.requests.count(write)
         return dns.query.tcp(message, self.address, port=self.port, timeout=TIMEOUT)
 
     def zone(self, name: str) -> Zone:
@@ -97,7 +95,7 @@ class Rfc2136Provider(Provider):
         return Zone(name, name)
 
     def records(self, zone: Zone) -> list[Record]:
-        self.requests.reads += 1
+        self.requests.count(write=False)
         try:
             xfr = dns.query.xfr(self.address, zone.name + ".", port=self.port, keyring=self.keyring,
                                 keyname=self.keyname, lifetime=TIMEOUT, relativize=False)

@@ -137,6 +137,7 @@ def batches(groups: Sequence[list[dict[str, Any]]], max_records: int = MAX_BATCH
 
 class Route53Provider(Provider):
     kind = "route53"
+    parallel_zones = 1  # Route53 allows 5 API requests per second per account
     insync_delay = 5  # seconds between GetChange polls after a write
     insync_attempts = 60
     throttle_delay = 1.0  # first backoff after a throttled write (doubles each time)
@@ -176,10 +177,7 @@ class Route53Provider(Provider):
         return client
 
     def _count(self, model: Any, **_: Any) -> None:
-        if model.name.startswith(("List", "Get", "Describe")):
-            self.requests.reads += 1
-        else:
-            self.requests.writes += 1
+        self.requests.count(write=not model.name.startswith(("List", "Get", "Describe")))
 
     def describe(self) -> str:
         return f"route53 ({self.config.endpoint})" if self.config.endpoint else "route53"
