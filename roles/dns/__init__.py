@@ -19,7 +19,6 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, FunctionCommand, operation
 
 from mailhost import hostinfo
-from mailhost.dns import signing
 from mailhost.dns.providers import DnsError, make_provider
 from mailhost.dns.records import HostFacts
 from mailhost.dns.sync import DnsSync, ZoneState
@@ -65,8 +64,8 @@ def _publish(state, host, spec: Spec, base_dir: Path, force: bool, final: bool) 
                             log_func=logger.error)
             return False
         if final or not unknown:
-            for zone in states:
-                for line in signing.report(sync.provider, zone.zone, spec.dns.dnssec, spec.dns.resolvers).lines():
+            for report in sync.signing_reports(states, spec.dns.dnssec):
+                for line in report.lines():
                     host.log_styled(f"DNSSEC {line.strip()}", log_func=logger.info)
     except DnsError as exc:
         host.log_styled(f"DNS: {exc}", fg="red", log_func=logger.error)
