@@ -24,6 +24,10 @@ def apply(spec: Spec) -> None:
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))
     # A restart, not a reload: a reload keeps the old set of worker processes. Postfix accepts mail
     # meanwhile (milter_default_action = accept). Only if running; a stopped rspamd starts below.
-    systemd.service(name="rspamd restarts for new config", service="rspamd", restarted=True,
-                    _if=any_changed(*changed))
+    # An rspamd still in its first start (compiling its caches, no workers yet) is let finish, so
+    # the restart finds the caches and starts lean (see roles.base.POLICY).
+    server.shell(name="rspamd restarts for new config", _if=any_changed(*changed), commands=[
+        "if systemctl -q is-active rspamd; then "
+        "timeout 120 sh -c 'until pgrep -f \"^rspamd: .*(proxy|normal|controller)\" >/dev/null; do sleep 0.2; done'; "
+        "systemctl restart rspamd; fi"])
     systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
