@@ -16,6 +16,7 @@ from mailhost.lab.mailenv import make_mail_env
 pytestmark = pytest.mark.e2e
 
 SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "nftables"]
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 
 def host_fingerprint(host) -> str:
@@ -84,9 +85,25 @@ def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
     run.kill()
     run.wait()
     assert "Mail stack packages" in seen
+    # Killed mid-install: package scripts were told not to start services, and still are.
+    assert "mailhost" in host.ssh(f"cat {POLICY_RC_D}", check=False).stdout
     first = run_deploy([host], {"spec": str(env.spec_path)}).check()
     assert first.changed
     assert run_deploy([host], {"spec": str(env.spec_path)}).check().changed == []
+    for service in SERVICES:
+        assert host.ssh(f"systemctl is-active {service}").stdout.strip() == "active", service
+    assert host.ssh(f"test -e {POLICY_RC_D}", check=False).returncode == 1, "policy-rc.d was left behind"
+
+
+def test_someone_elses_policy_rc_d_is_left_alone(lab, fresh_host, tmp_path):
+    """A host whose image forbids service starts in package scripts (as container images often do)
+    still converges, every service started by its role, and the file stays as it was."""
+    host = fresh_host()
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    theirs = "#!/bin/sh\n# the image: no service starts from package scripts\nexit 101\n"
+    host.ssh(f"printf '{theirs}' > {POLICY_RC_D} && chmod 755 {POLICY_RC_D}")
+    run_deploy([host], {"spec": str(env.spec_path), "verify": False}).check()
+    assert host.ssh(f"cat {POLICY_RC_D}").stdout == theirs
     for service in SERVICES:
         assert host.ssh(f"systemctl is-active {service}").stdout.strip() == "active", service
 
@@ -98,6 +115,8 @@ def test_vm_converges_stays_converged_and_comes_back_after_reboot(lab, fresh_hos
     run_deploy([host], {"spec": str(env.spec_path)}, timeout=3600).check()
     again = run_deploy([host], {"spec": str(env.spec_path)}, timeout=1800).check()
     assert not again.changed, f"re-run changed {again.changed}"
+    # A VM keeps its own clock: time sync was started by the deploy, not only at the next boot.
+    assert host.ssh("systemctl is-active systemd-timesyncd", check=False).stdout.strip() == "active"
     table = host.ssh("nft -s list table inet mailhost").stdout
     host.reboot(timeout=900)
     deadline = time.monotonic() + 300

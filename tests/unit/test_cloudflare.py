@@ -199,6 +199,41 @@ def test_records_we_no_longer_want_are_deleted_others_never(fake, spec, keys):
     assert [r["id"] for r in fake.records("example.org", name="x._domainkey.example.org")] == [other]
 
 
+def test_many_zones_are_worked_on_in_parallel_one_batch_each(fake, spec, keys):
+    """Zones are read and written several at once (Provider.parallel_zones); each still gets exactly one
+    batch, the counts stay exact, and the states come back in the spec's order."""
+    others = [f"d{i}.example" for i in range(12)]
+    for name in others:
+        fake.add_zone(name)
+    the_spec = spec(domains=("example.org", *others))
+    many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"] for d in ("example.org", *others)})
+    provider, states = run(the_spec, many)
+    assert [s.zone.name for s in states] == ["example.org", *others]
+    assert fake.requests[BATCH] == 13 and provider.requests == Requests(reads=2 * 13, writes=13)
+    for name in others:
+        assert sorted(r["type"] for r in fake.records(name)) == ["MX", "TXT", "TXT", "TXT"]  # SPF, DMARC, DKIM
+    provider, states = run(the_spec, many)
+    assert provider.requests == Requests(reads=2 * 13, writes=0)
+
+
+def test_a_zone_that_keeps_failing_does_not_stop_the_others(fake, spec, keys):
+    """Each zone is its own unit of work: the failing one is named, every other zone is complete, and the
+    next run writes only what is missing."""
+    broken = fake.add_zone("broken.example")
+    fake.add_zone("fine.example")
+    for _ in range(3):  # every attempt (WRITE_ATTEMPTS) fails before the write
+        fake.inject("500", method="POST", path_contains=f"{broken}/dns_records/batch")
+    the_spec = spec(domains=("example.org", "broken.example", "fine.example"))
+    many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"]
+                                                     for d in ("example.org", "broken.example", "fine.example")})
+    with pytest.raises(DnsError, match="zone broken.example: writes keep failing"):
+        run(the_spec, many)
+    assert fake.records("broken.example") == []
+    assert set(expected(keys)) <= set(published(fake)) and len(fake.records("fine.example")) == 4
+    provider, states = run(the_spec, many)
+    assert provider.requests.writes == 1 and len(fake.records("broken.example")) == 4
+
+
 # -- failures ---------------------------------------------------------------------------------------
 def test_rate_limited_batch_waits_retry_after_then_succeeds(fake, spec, keys):
     fake.inject("429", method="POST", path_contains="/batch", retry_after="1")
