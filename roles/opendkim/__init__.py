@@ -78,9 +78,8 @@ def signing_keys_exist(keys: list[tuple[str, str]], bits: int):
 
 @deploy("opendkim")
 def apply(spec: Spec) -> None:
-    signing_keys_exist(name="DKIM keys are made on the host, private to opendkim", keys=signing_keys(spec),
-                       bits=spec.dkim.key_bits)
     keys = signing_keys(spec)
+    signing_keys_exist(name="DKIM keys are made on the host, private to opendkim", keys=keys, bits=spec.dkim.key_bits)
     tables = [
         config_file(__file__, "/etc/opendkim/key.table", keys=keys, key_path=key_path),
         config_file(__file__, "/etc/opendkim/signing.table", keys=keys),
