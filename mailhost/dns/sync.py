@@ -55,9 +55,6 @@ class DnsSync:
     def each_zone(self, work: Callable[[T], R], items: Iterable[T]) -> list[R]:
         """`work` for each item (one per zone), in order, several at once; the first error is raised
         once every zone's work has ended (a zone is never left mid-write)."""
-        items = list(items)
-        if self.provider.parallel_zones <= 1 or len(items) <= 1:
-            return [work(item) for item in items]
         with ThreadPoolExecutor(max_workers=self.provider.parallel_zones) as pool:
             futures = [pool.submit(work, item) for item in items]
         return [future.result() for future in futures]
