@@ -5,8 +5,11 @@ Stages: install the whole package set in one apt transaction, then configure and
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
 up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM are published
 right after they exist; the firewall opens 80 before certbot; the certificate exists before Postfix
-and Dovecot use it. After the last operation, `mailhost verify` checks the host from outside and prints
-its report; errors make the run exit non-zero.
+and Dovecot use it. rspamd comes last: its package's first start compiles pattern caches (~10 s of
+CPU) while the install and the other services go on, and its restart with our config waits for that
+(Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
+`mailhost verify` checks the host from outside and prints its report; errors make the run exit
+non-zero.
 """
 
 from pathlib import Path
@@ -28,9 +31,9 @@ firewall.apply(spec)
 opendkim.apply(spec)
 dns.publish_keys(spec, spec_path.parent, dns_pending)
 certbot.apply(spec, spec_path.parent)
-rspamd.apply(spec)
 dovecot.apply(spec, spec_path.parent)
 postfix.apply(spec)
 fail2ban.apply(spec)
+rspamd.apply(spec)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
     verify.apply(spec, spec_path.parent)
