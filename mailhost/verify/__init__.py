@@ -20,7 +20,7 @@ from mailhost.spec import Spec
 from .checks import dns as dns_checks
 from .checks import dnssec as dnssec_checks
 from .checks import host as host_checks
-from .checks.mailauth import LookupTimeout, check_dmarc, check_spf
+from .checks.mailauth import LookupTimeout, answer_texts, check_dmarc, check_spf, despite_caches
 from .checks.reverse import check_reverse
 from .report import Report
 from .result import Result, Status, error, ok, warn
@@ -62,11 +62,7 @@ def lookup_with(res: dns.resolver.Resolver):
             return []
         except dns.exception.DNSException as exc:
             raise LookupTimeout(f"{name} {rdtype}: {exc.__class__.__name__}") from None
-        if rdtype == "TXT":
-            return [b"".join(rd.strings).decode(errors="replace") for rd in answer]
-        if rdtype == "MX":
-            return [f"{rd.preference} {rd.exchange.to_text(omit_final_dot=True)}" for rd in answer]
-        return [rd.to_text() for rd in answer]
+        return answer_texts(rdtype, answer)
     return lookup
 
 
@@ -100,6 +96,7 @@ def run_checks(target: Target) -> Iterable[Result]:
     spec = target.spec
     res = dns_checks.resolver(target.resolvers)
     lookup = lookup_with(res)
+    fresh = dns_checks.authoritative_lookup(spec, res, lookup)
     addresses = host_addresses(target, res)
     if not addresses:
         yield error("dns.address", spec.hostname, f"{spec.hostname} has no A/AAAA record",
@@ -112,15 +109,16 @@ def run_checks(target: Target) -> Iterable[Result]:
     facts = HostFacts(tuple(addresses), keys)
     yield from dns_checks.check_records(spec, facts, target.resolvers)
     for domain in spec.domain_names:
-        yield from check_spf(domain, addresses, lookup)
-        yield from check_dmarc(domain, lookup, spec.domain_names, spec.dns.dmarc.policy)
+        yield from despite_caches(lambda lk: check_spf(domain, addresses, lk), lookup, fresh)
+        yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, spec.dns.dmarc.policy),
+                                  lookup, fresh)
     query = dnssec.tcp_query(res.nameservers[0])
     for zone in spec.dns_zones:
         probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]
         yield from dnssec_checks.check_zone(zone, query, target.anchor, target.resolvers,
                                             spec.verify.rrsig_min_days, probes)
     yield from check_reverse(spec.hostname, addresses, res)
-    yield from _service_checks(target, addresses, lookup)
+    yield from _service_checks(target, addresses, lookup, fresh)
     if shell:
         yield from host_checks.check_services(shell, spec.hostname)
         yield from host_checks.check_fail2ban(shell, spec)
@@ -128,7 +126,7 @@ def run_checks(target: Target) -> Iterable[Result]:
         yield from host_checks.check_open_ports(shell, spec, addresses[0])
 
 
-def _service_checks(target: Target, addresses: list[str], lookup) -> Iterable[Result]:
+def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> Iterable[Result]:
     """TLS and SMTP policy on the host's first address (the one the world connects to), and DNSBLs."""
     from .checks import smtp, tls
     spec, address = target.spec, addresses[0]
@@ -146,7 +144,7 @@ def _service_checks(target: Target, addresses: list[str], lookup) -> Iterable[Re
     if spec.features.dnsbl:
         yield from smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup)
     from .checks.probe import check_probe
-    yield from check_probe(target, address, lookup)
+    yield from check_probe(target, address, lookup, fresh)
 
 
 def verify(target: Target) -> Report:

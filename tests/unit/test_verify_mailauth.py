@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailhost.verify.checks.mailauth import (
-    LookupTimeout, check_dmarc, check_spf, dmarc_alignment, dmarc_problems, evaluate_spf, organisational_domain,
-    parse_dmarc)
+    LookupTimeout, check_dmarc, check_spf, despite_caches, dmarc_alignment, dmarc_problems, evaluate_spf,
+    organisational_domain, parse_dmarc)
 from mailhost.verify.result import Status
 
 # What the world answers for example.org; each case adds its own records on top.
@@ -271,6 +271,36 @@ def test_check_spf_warns_close_to_the_limit_and_on_neutral_and_ptr():
     ptr = check_spf("example.org", ["192.0.2.10"],
                     spf("v=spf1 ptr -all", **{"10.2.0.192.in-addr.arpa PTR": ["mail.example.org"]}))
     assert statuses(ptr) == [Status.OK, Status.WARN, Status.OK] and "'ptr'" in ptr[1].message
+
+
+def test_an_error_only_a_cache_still_serves_is_a_warning():
+    """The deploy just republished SPF; the resolver still holds the old record for its TTL."""
+    cached, published = spf("v=spf1 -all"), spf("v=spf1 mx -all")
+    results = despite_caches(lambda lookup: check_spf("example.org", ["192.0.2.10"], lookup), cached, published)
+    assert statuses(results) == [Status.OK, Status.WARN]
+    assert "192.0.2.10 may not send as example.org: SPF fail" in results[1].message
+    assert "cached before they were published" in results[1].message and "TTL" in results[1].fix
+    dmarc = despite_caches(lambda lookup: check_dmarc("example.org", lookup, ["example.org"]),
+                           Dns({}), Dns({("_dmarc.example.org", "TXT"): ["v=DMARC1; p=reject"]}))
+    assert Status.ERROR not in statuses(dmarc) and Status.WARN in statuses(dmarc)
+
+
+def test_an_error_the_published_records_share_stays_an_error():
+    wrong = spf("v=spf1 -all")
+    for fresh in (spf("v=spf1 -all"), None):
+        results = despite_caches(lambda lookup: check_spf("example.org", ["192.0.2.10"], lookup), wrong, fresh)
+        assert statuses(results) == [Status.OK, Status.ERROR] and "cached" not in results[1].message
+    # Only the checks the published records clear are softened; a timeout is never one of them.
+    slow = spf("v=spf1 mx -all")
+    slow.slow = (("mail.example.org", "A"),)
+    assert statuses(despite_caches(lambda lookup: check_spf("example.org", ["192.0.2.10"], lookup), slow,
+                                   spf("v=spf1 mx -all"))) == [Status.TIMEOUT]
+
+
+def test_published_records_are_asked_only_when_the_cache_gives_an_error():
+    fine, fresh = spf("v=spf1 mx -all"), spf("v=spf1 mx -all")
+    despite_caches(lambda lookup: check_spf("example.org", ["192.0.2.10"], lookup), fine, fresh)
+    assert fine.asked and not fresh.asked
 
 
 def test_check_spf_timeout_is_a_timeout():

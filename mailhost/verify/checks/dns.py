@@ -21,6 +21,7 @@ from mailhost.dns.records import HostFacts, RecordSet, canonical, desired_record
 from mailhost.spec import Spec
 
 from ..result import Result, error, ok, timeout, warn
+from .mailauth import Lookup, LookupTimeout, answer_texts
 
 TIMEOUT = 5.0
 
@@ -74,6 +75,31 @@ def ask(server: str, name: str, rdtype: str) -> tuple[dns.rcode.Rcode, set]:
     found = response.get_rrset(response.answer, dns.name.from_text(name), dns.rdataclass.IN,
                                dns.rdatatype.from_text(rdtype))
     return response.rcode(), {canonical(rd) for rd in found or ()}
+
+
+def authoritative_lookup(spec: Spec, res: dns.resolver.Resolver, fallback: Lookup) -> Lookup:
+    """A mailauth `Lookup` that asks names in our zones of the zone's own servers, past every cache: what
+    receivers will see once cached values expire. Names elsewhere (an SPF include) go to `fallback`."""
+    servers: dict[str, list[str]] = {}
+
+    def lookup(name: str, rdtype: str) -> list[str]:
+        name = name.rstrip(".").lower()
+        zone = spec.zone_of(name)
+        if zone is None:
+            return fallback(name, rdtype)
+        if zone not in servers:
+            try:
+                servers[zone] = sorted(a for addrs in nameservers(zone, res).values() for a in addrs)
+            except dns.exception.DNSException as exc:
+                raise LookupTimeout(f"NS of {zone}: {exc.__class__.__name__}") from None
+        for address in servers[zone]:
+            try:
+                _, found = ask(address, name, rdtype)
+            except (dns.exception.Timeout, OSError):
+                continue  # the next server
+            return answer_texts(rdtype, sorted(found, key=lambda rd: rd.to_text()))
+        raise LookupTimeout(f"{name} {rdtype}: no nameserver of {zone} answered")
+    return lookup
 
 
 def _compare(record_set: RecordSet, served: set) -> str | None:

@@ -19,7 +19,7 @@ import dkim
 from mailhost.passwords import read_password
 
 from ..result import Result, error, ok, timeout, warn
-from .mailauth import LookupTimeout, dmarc_alignment, evaluate_spf, parse_dmarc
+from .mailauth import Lookup, LookupTimeout, despite_caches, dmarc_alignment, evaluate_spf, parse_dmarc
 
 TIMEOUT = 30.0
 
@@ -71,7 +71,7 @@ def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: st
             time.sleep(0.5)
 
 
-def check_probe(target, address: str, lookup) -> Iterable[Result]:
+def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = None) -> Iterable[Result]:
     spec = target.spec
     box = spec.probe_mailbox
     if box is None:
@@ -100,7 +100,7 @@ def check_probe(target, address: str, lookup) -> Iterable[Result]:
                     "check `journalctl -u postfix@- -u dovecot` on the host")
         return
     yield ok("mail.probe", user, "a probe sent through submission (587) arrived over IMAPS and was deleted")
-    yield from _judge(raw, domain, address, lookup)
+    yield from despite_caches(lambda lk: _judge(raw, domain, address, lk), lookup, fresh)
 
 
 def _judge(raw: bytes, domain: str, address: str, lookup) -> Iterable[Result]:
