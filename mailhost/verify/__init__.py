@@ -130,7 +130,7 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> Iter
     """TLS and SMTP policy on the host's first address (the one the world connects to), and DNSBLs."""
     from .checks import smtp, tls
     spec, address = target.spec, addresses[0]
-    for endpoint in tls.MAIL_ENDPOINTS:
+    for endpoint in (*tls.MAIL_ENDPOINTS, *tls.EXTRA_ENDPOINTS):  # those the spec turns on
         if endpoint.port in spec.mail_tcp_ports:
             yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
                                      spec.verify.cert_min_days)

@@ -22,9 +22,11 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def site(lab, tmp_path_factory):
-    """A container converged by deploy.py (which ends with the verify report), and how to verify it."""
+    """A container converged by deploy.py (which ends with the verify report), and how to verify it; with
+    POP3 and ManageSieve on, so verify checks TLS on every port there is."""
     host = lab.new_host(f"vf{uuid.uuid4().hex[:5]}")
-    env = make_mail_env(lab, host, tmp_path_factory.mktemp("spec"), domains=1)
+    features = {"dnsbl": [f"dnsbl.{lab.cfg.parent_zone.rstrip('.')}"], "pop3": True, "managesieve": True}
+    env = make_mail_env(lab, host, tmp_path_factory.mktemp("spec"), domains=1, extra={"features": features})
     env.first_run = run_deploy([host], {"spec": str(env.spec_path)}).check()
     spec = load_spec(env.spec_path)
     run = ssh_runner(f"root@{host.address}", str(host.ssh_key),
@@ -54,6 +56,8 @@ def test_deploy_ends_with_an_all_green_report_and_verify_is_stable(site):
             "reverse.ptr", "tls.certificate", "tls.versions", "smtp.relay", "smtp.auth-before-tls",
             "smtp.submission-auth", "mail.dkim", "mail.spf", "mail.dmarc", "reputation.dnsbl", "host.services",
             "host.firewall", "host.fail2ban", "host.keys", "host.renewal"} <= checks
+    tls_ports = {r.subject.rsplit(":", 1)[1] for r in first.results if r.check == "tls.certificate"}
+    assert tls_ports == {"25", "465", "587", "143", "993", "995", "4190"}
     assert first.to_json() == second.to_json()  # read-only and deterministic
     assert first.text(color=False) == second.text(color=False)
 
