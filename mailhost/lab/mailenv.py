@@ -34,7 +34,8 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
     """Create lab zones for `domains` fresh domains, point them at `host`, and write a spec for it.
 
     Passwords go in files (hashed by the deploy); with `shared_hash` every mailbox gets that one hash
-    instead (for benchmarks with thousands of mailboxes; the plaintexts are then unknown).
+    instead (for benchmarks with thousands of mailboxes; the plaintexts are then unknown). `extra` adds
+    spec sections; one the lab already writes (features, tls, ...) is merged key by key.
     """
     tag = uuid.uuid4().hex[:6]
     names = [f"d{i}-{tag}.test" for i in range(domains)]
@@ -74,8 +75,8 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
     }
     if len(names) > 1:
         spec["aliases"].append({"source": f"@{names[-1]}", "destinations": [boxes[-1]["address"]]})
-    for key, value in (extra or {}).items():
-        spec[key] = value
+    for key, value in (extra or {}).items():  # a section given as a mapping adds to the lab's own
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
     spec_path = directory / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return MailEnv(host, spec_path, hostname, names, passwords)
