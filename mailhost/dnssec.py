@@ -134,14 +134,19 @@ def validate_chain(qname: str | dns.name.Name, rdtype: str | dns.rdatatype.Rdata
     return rrset
 
 
-def tcp_query(nameserver: str, timeout: float = 3.0) -> Query:
+def tcp_query(nameserver: str, timeout: float = 3.0, port: int = 53) -> Query:
     """A `Query` asking one server over TCP with the DO bit. For a recursive resolver the CD bit is set too:
-    we want the records and their signatures as they are, and to judge them ourselves."""
+    we want the records and their signatures as they are, and to judge them ourselves. A connection the
+    server refuses or drops is no answer, as a timeout is (callers report both the same way)."""
+    import dns.exception
     import dns.flags
     import dns.query
 
     def ask(name: dns.name.Name, rdtype) -> dns.message.Message:
         query = dns.message.make_query(name, rdtype, want_dnssec=True)
         query.flags |= dns.flags.CD
-        return dns.query.tcp(query, nameserver, timeout=timeout)
+        try:
+            return dns.query.tcp(query, nameserver, timeout=timeout, port=port)
+        except (ConnectionError, EOFError) as exc:
+            raise dns.exception.Timeout(f"{nameserver}: {exc.__class__.__name__}") from exc
     return ask

@@ -101,3 +101,18 @@ def test_name_outside_the_anchor_is_refused():
     tree = SignedTree()
     with pytest.raises(ChainError, match="not under the trust anchor"):
         validate_chain("www.example.org.", "TXT", anchor(tree), tree.query)
+
+
+
+def test_a_refused_connection_is_no_answer_like_a_timeout():
+    """Verify's DNSSEC checks then report a timeout result instead of raising out of verify."""
+    import socket
+
+    import dns.exception
+
+    from mailhost.dnssec import tcp_query
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections to it are refused
+        query = tcp_query("127.0.0.1", timeout=2.0, port=closed.getsockname()[1])
+        with pytest.raises(dns.exception.Timeout, match="ConnectionRefusedError"):
+            query(dns.name.from_text("example.org."), dns.rdatatype.DNSKEY)
