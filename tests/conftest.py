@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mailhost.lab import Lab, TestHost, net, procs
+from mailhost.lab.config import DEFAULT_RELEASE
 
 _names = itertools.count(1)
 
@@ -46,11 +47,12 @@ def lab() -> Lab:
 
 @pytest.fixture
 def fresh_host(lab: Lab):
-    """Factory: `fresh_host(kind="container"|"vm")` boots a pristine Debian 12 host for this test."""
+    """Factory: `fresh_host(kind="container"|"vm", release="trixie"|"bookworm")` boots a pristine Debian host
+    for this test (Debian 13 unless told)."""
     made: list[TestHost] = []
 
-    def make(kind: str = "container", name: str | None = None) -> TestHost:
-        host = lab.new_host(name or f"{kind[0]}{os.getpid() % 1000}n{next(_names)}", kind)
+    def make(kind: str = "container", name: str | None = None, release: str = DEFAULT_RELEASE) -> TestHost:
+        host = lab.new_host(name or f"{kind[0]}{os.getpid() % 1000}n{next(_names)}", kind, release=release)
         made.append(host)
         return host
 

@@ -2,7 +2,7 @@
 
     lab = Lab()
     lab.up()                       # bridge, BIND x2, apt proxy, Pebble, receiver
-    host = lab.new_host("mx1")     # a fresh Debian 12 container (kind="vm" for qemu)
+    host = lab.new_host("mx1")     # a fresh Debian 13 container (kind="vm" for qemu, release="bookworm")
     ...
     lab.down()                     # everything stopped and removed
 
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import images, net, pki, procs
-from .config import LabConfig
+from .config import DEFAULT_RELEASE, RELEASES, LabConfig
 from .dns import LabDns
 from .hosts import KINDS, HostRecord, TestHost
 from .procs import LabError
@@ -156,7 +156,7 @@ class Lab:
             "up": self.is_up(),
             "daemons": {name: {"pid": d["pid"], "alive": procs.Daemon(**d).alive(), "log": d["log"]}
                         for name, d in state["daemons"].items()},
-            "hosts": {name: {"kind": h["kind"], "address": h["address"], "address6": h["address6"],
+            "hosts": {name: {"kind": h["kind"], "release": h.get("release", DEFAULT_RELEASE), "address": h["address"], "address6": h["address6"],
                              "alive": bool(h["daemon"]) and procs.Daemon(**h["daemon"]).alive()}
                       for name, h in state["hosts"].items()},
             "nameserver": self.cfg.nameserver, "resolver": self.cfg.gateway,
@@ -166,13 +166,16 @@ class Lab:
         }
 
     # -- hosts -----------------------------------------------------------------
-    def new_host(self, name: str, kind: str = "container", *, wait: bool = True, timeout: float | None = None,
-                 ptr: str | None = None) -> TestHost:
-        """Boot a fresh Debian 12 host; it gets a lab address, `NAME.lab.test` and a matching PTR."""
+    def new_host(self, name: str, kind: str = "container", *, release: str = DEFAULT_RELEASE, wait: bool = True,
+                 timeout: float | None = None, ptr: str | None = None) -> TestHost:
+        """Boot a fresh Debian host of `release` (a suite name in `RELEASES`); it gets a lab address,
+        `NAME.lab.test` and a matching PTR."""
         if not self.is_up():
             raise LabError("the lab is not running: start it with `mailhost lab up` (or the `lab` fixture)")
         if kind not in KINDS:
             raise LabError(f"unknown host kind {kind!r}: choose one of {', '.join(KINDS)}")
+        if release not in RELEASES:
+            raise LabError(f"unknown Debian release {release!r}: choose one of {', '.join(RELEASES)}")
         if not name.replace("-", "").isalnum() or len(name) > 40:
             raise LabError(f"host name {name!r}: use letters, digits and '-' (at most 40)")
         with self._state() as state:
@@ -183,7 +186,7 @@ class Lab:
             if index is None:
                 raise LabError("the lab has no free address left")
             record = HostRecord(name=name, kind=kind, index=index, address=self.cfg.addr(index),
-                                address6=self.cfg.addr6(index),
+                                address6=self.cfg.addr6(index), release=release,
                                 directory=str(self.cfg.state_dir / "hosts" / name))
             state["hosts"][name] = record.to_json()  # reserve the address before the slow part
         host = KINDS[kind](self.cfg, record)

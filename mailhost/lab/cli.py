@@ -7,6 +7,7 @@ import json
 import time
 
 from . import Lab, LabError
+from .config import DEFAULT_RELEASE, RELEASES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,9 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     host = verbs.add_parser("host", help="test hosts")
     host_verbs = host.add_subparsers(dest="host_verb", required=True)
-    new = host_verbs.add_parser("new", help="boot a fresh Debian 12 host")
+    new = host_verbs.add_parser("new", help="boot a fresh Debian host")
     new.add_argument("name")
     new.add_argument("--kind", choices=["container", "vm"], default="container")
+    new.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE,
+                     help=f"Debian release, by suite name (default {DEFAULT_RELEASE})")
     new.add_argument("--mail", action="store_true",
                      help="also create lab zones pointing at it and a spec for it (used by inventory/lab.py)")
     rm = host_verbs.add_parser("rm", help="remove a host")
@@ -45,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
             return 0 if status["up"] else 3
         elif args.host_verb == "new":
             start = time.monotonic()
-            host = lab.new_host(args.name, args.kind)
-            print(f"{host.kind} host {host.name} at {host.address} answered SSH in {time.monotonic() - start:.1f}s")
+            host = lab.new_host(args.name, args.kind, release=args.release)
+            print(f"{host.kind} host {host.name} ({host.release}) at {host.address} answered SSH in {time.monotonic() - start:.1f}s")
             if args.mail:
                 from .mailenv import make_mail_env
                 env = make_mail_env(lab, host, lab.spec_dir(host.name))
@@ -67,7 +70,7 @@ def _print_status(status: dict) -> None:
     for name, d in status["daemons"].items():
         print(f"  {name:<16} pid {d['pid']:<8} {'running' if d['alive'] else 'DEAD'}")
     for name, h in status["hosts"].items():
-        print(f"  host {name:<11} {h['kind']:<10} {h['address']:<14} {'running' if h['alive'] else 'DEAD'}")
+        print(f"  host {name:<11} {h['kind']:<10} {h['release']:<9} {h['address']:<14} {'running' if h['alive'] else 'DEAD'}")
     if status["up"]:
         print(f"  resolver {status['resolver']}, nameserver {status['nameserver']}, "
               f"ACME {status['acme_directory']}")

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# The Debian releases a test host can run, by suite name: what mailhost supports, newest (the default) first.
+RELEASES = ("trixie", "bookworm")
+DEFAULT_RELEASE = RELEASES[0]
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """Paths and addresses of the lab. Defaults suit a root shell on a Debian 12 machine."""
@@ -24,7 +29,6 @@ class LabConfig:
     network: ipaddress.IPv4Network = ipaddress.IPv4Network("198.18.0.0/24")
     network6: ipaddress.IPv6Network = ipaddress.IPv6Network("fd6d:6c68:6c61::/64")
     parent_zone: str = "test."
-    suite: str = "bookworm"
     mirror: str = "http://deb.debian.org/debian"
 
     # Fixed roles inside the network (host part of the address).

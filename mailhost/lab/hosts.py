@@ -1,4 +1,4 @@
-"""Test hosts: a fresh Debian 12 "VPS" on the lab network, reachable over SSH as root.
+"""Test hosts: a fresh Debian "VPS" (13 trixie or 12 bookworm) on the lab network, reachable over SSH as root.
 
 Two kinds behind one interface:
 * `ContainerHost`: systemd-nspawn booting real systemd as PID 1 from an overlay over the
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import images, net, procs
-from .config import LabConfig
+from .config import DEFAULT_RELEASE, LabConfig
 
 SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
@@ -38,6 +38,7 @@ class HostRecord:
     address: str
     address6: str
     directory: str
+    release: str = DEFAULT_RELEASE
     daemon: dict | None = None
     accel: str | None = None
     extra: dict = field(default_factory=dict)
@@ -58,6 +59,7 @@ class TestHost:
     kind = property(lambda self: self.record.kind)
     address = property(lambda self: self.record.address)
     address6 = property(lambda self: self.record.address6)
+    release = property(lambda self: self.record.release)
 
     @property
     def ssh_key(self) -> Path:
@@ -145,7 +147,7 @@ class ContainerHost(TestHost):
         return f"mhl-h{self.record.index}"
 
     def start(self) -> None:
-        rootfs = images.ensure_rootfs(self.cfg)
+        rootfs = images.ensure_rootfs(self.cfg, self.release)
         base = Path(self.record.directory)
         upper, work, root = base / "upper", base / "work", base / "root"
         for d in (upper, work, root):
@@ -186,7 +188,7 @@ class VmHost(TestHost):
         return f"mhl-t{self.record.index}"
 
     def start(self) -> None:
-        image = images.ensure_vm_image(self.cfg)
+        image = images.ensure_vm_image(self.cfg, self.release)
         base = Path(self.record.directory)
         base.mkdir(parents=True, exist_ok=True)
         disk = base / "disk.qcow2"

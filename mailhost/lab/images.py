@@ -1,8 +1,8 @@
 """Cached Debian images for test hosts: a rootfs directory (containers) and a qcow2 disk
 plus kernel and initrd (VMs).
 
-Both are built with mmdebstrap from Debian's mirror and keyed by a hash of their recipe
-(suite, packages, the lab settings baked in, and the source of `_customize`), so a
+Both are built with mmdebstrap from Debian's mirror, one per release (suite), and keyed by a hash
+of their recipe (suite, packages, the lab settings baked in, and the source of `_customize`), so a
 second run reuses them and any change to the recipe rebuilds.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from .config import LabConfig
 from .procs import LabError, run
 
-# What a freshly rented minimal Debian 12 VPS has.
+# What a freshly rented minimal Debian VPS has (either release).
 BASE_PACKAGES = ["systemd-sysv", "openssh-server", "python3", "ca-certificates", "sudo", "iproute2", "dbus"]
 VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"]
 
@@ -64,7 +64,7 @@ def lab_ssh_key(cfg: LabConfig) -> Path:
     return key
 
 
-def _customize(root: Path, cfg: LabConfig, pubkey: str, vm: bool) -> None:
+def _customize(root: Path, cfg: LabConfig, suite: str, pubkey: str, vm: bool) -> None:
     """Turn a plain debootstrap tree into what a VPS provider hands over."""
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -85,9 +85,11 @@ def _customize(root: Path, cfg: LabConfig, pubkey: str, vm: bool) -> None:
     (root / "etc/apt/apt.conf.d/01mailhost-lab-proxy").write_text(
         f'Acquire::http::Proxy "{cfg.apt_proxy}";\nAcquire::https::Proxy "false";\n')
     (root / "etc/apt/sources.list").write_text(
-        f"deb {cfg.mirror} {cfg.suite} main\n"
-        f"deb {cfg.mirror} {cfg.suite}-updates main\n"
-        f"deb {cfg.mirror}-security {cfg.suite}-security main\n")
+        f"deb {cfg.mirror} {suite} main\n"
+        f"deb {cfg.mirror} {suite}-updates main\n"
+        f"deb {cfg.mirror}-security {suite}-security main\n")
+    for deb822 in (root / "etc/apt/sources.list.d").glob("*.sources"):  # one list of sources, the one above
+        deb822.unlink()
     (root / "etc/hostname").write_text("debian\n")
     (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     if vm:
@@ -100,9 +102,9 @@ def _customize(root: Path, cfg: LabConfig, pubkey: str, vm: bool) -> None:
         (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
 
 
-def _recipe(cfg: LabConfig, pubkey: str, vm: bool) -> str:
+def _recipe(cfg: LabConfig, suite: str, pubkey: str, vm: bool) -> str:
     recipe = {
-        "suite": cfg.suite, "mirror": cfg.mirror, "packages": BASE_PACKAGES + (VM_PACKAGES if vm else []),
+        "suite": suite, "mirror": cfg.mirror, "packages": BASE_PACKAGES + (VM_PACKAGES if vm else []),
         "gateway": cfg.gateway, "proxy": cfg.apt_proxy, "pubkey": pubkey, "vm": vm,
         "customize": inspect.getsource(_customize),
     }
@@ -117,12 +119,12 @@ def _lock(path: Path):
         yield
 
 
-def _debootstrap(cfg: LabConfig, packages: list[str], target: Path) -> None:
+def _debootstrap(cfg: LabConfig, suite: str, packages: list[str], target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=cfg.cache_dir) as tmp:
         tarball = Path(tmp) / "rootfs.tar"
         proc = subprocess.run(
             ["mmdebstrap", "--variant=apt", "--include=" + ",".join(packages),
-             cfg.suite, str(tarball), cfg.mirror],
+             suite, str(tarball), cfg.mirror],
             capture_output=True, text=True)
         if proc.returncode != 0:
             raise LabError(f"mmdebstrap failed: {proc.stderr.strip()[-1500:]}")
@@ -130,35 +132,35 @@ def _debootstrap(cfg: LabConfig, packages: list[str], target: Path) -> None:
         run(["tar", "-xpf", str(tarball), "-C", str(target)], timeout=600)
 
 
-def ensure_rootfs(cfg: LabConfig) -> Rootfs:
-    """The container rootfs, built once per recipe."""
+def ensure_rootfs(cfg: LabConfig, suite: str) -> Rootfs:
+    """The container rootfs of a release, built once per recipe."""
     pubkey = lab_ssh_key(cfg).with_suffix(".pub").read_text()
-    digest = _recipe(cfg, pubkey, vm=False)
-    final = cfg.cache_dir / "rootfs" / digest
-    with _lock(cfg.cache_dir / "rootfs.lock"):
+    digest = _recipe(cfg, suite, pubkey, vm=False)
+    final = cfg.cache_dir / "rootfs" / f"{suite}-{digest}"
+    with _lock(cfg.cache_dir / f"rootfs-{suite}.lock"):
         if not (final / ".complete").exists():
-            tmp = final.with_name(digest + ".building")
+            tmp = final.with_name(final.name + ".building")
             shutil.rmtree(tmp, ignore_errors=True)
-            _debootstrap(cfg, BASE_PACKAGES, tmp)
-            _customize(tmp, cfg, pubkey, vm=False)
+            _debootstrap(cfg, suite, BASE_PACKAGES, tmp)
+            _customize(tmp, cfg, suite, pubkey, vm=False)
             (tmp / ".complete").write_text(digest)
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
     return Rootfs(final, digest)
 
 
-def ensure_vm_image(cfg: LabConfig) -> VmImage:
-    """The VM base disk (qcow2) with the kernel and initrd beside it, built once per recipe."""
+def ensure_vm_image(cfg: LabConfig, suite: str) -> VmImage:
+    """The VM base disk (qcow2) of a release with the kernel and initrd beside it, built once per recipe."""
     pubkey = lab_ssh_key(cfg).with_suffix(".pub").read_text()
-    digest = _recipe(cfg, pubkey, vm=True)
-    final = cfg.cache_dir / "vm" / digest
-    with _lock(cfg.cache_dir / "vm.lock"):
+    digest = _recipe(cfg, suite, pubkey, vm=True)
+    final = cfg.cache_dir / "vm" / f"{suite}-{digest}"
+    with _lock(cfg.cache_dir / f"vm-{suite}.lock"):
         if not (final / ".complete").exists():
             shutil.rmtree(final, ignore_errors=True)
             final.mkdir(parents=True)
             tree = final / "tree"
-            _debootstrap(cfg, BASE_PACKAGES + VM_PACKAGES, tree)
-            _customize(tree, cfg, pubkey, vm=True)
+            _debootstrap(cfg, suite, BASE_PACKAGES + VM_PACKAGES, tree)
+            _customize(tree, cfg, suite, pubkey, vm=True)
             kernels = sorted((tree / "boot").glob("vmlinuz-*"))
             initrds = sorted((tree / "boot").glob("initrd.img-*"))
             if not kernels or not initrds:
