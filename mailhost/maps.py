@@ -39,10 +39,8 @@ def sender_logins(spec: Spec) -> list[tuple[str, str]]:
     return sorted((address, ",".join(sorted(users))) for address, users in owners.items())
 
 
-def dovecot_users(spec: Spec, base_dir: Path) -> list[str]:
-    """Dovecot passwd-file lines: user:hash:uid:gid:gecos:home:shell:extra (uid/gid/home from defaults)."""
-    lines = []
-    for box in sorted(spec.mailboxes, key=lambda b: b.address):
-        quota = box.quota or spec.limits.default_quota
-        lines.append(f"{box.address}:{password_hash(box, base_dir)}::::::userdb_quota_rule=*:storage={quota}B")
-    return lines
+def dovecot_users(spec: Spec, base_dir: Path) -> list[tuple[str, str, int]]:
+    """Dovecot's users: (address, scheme-prefixed hash, quota in bytes). The users template writes them as
+    passwd-file lines in the installed Dovecot's syntax."""
+    return [(box.address, password_hash(box, base_dir), box.quota or spec.limits.default_quota)
+            for box in sorted(spec.mailboxes, key=lambda b: b.address)]

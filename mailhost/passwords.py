@@ -4,20 +4,21 @@ A plaintext password (from an environment variable or a file named in the spec) 
 the controller: it is hashed here with SHA512-CRYPT. The salt is derived from the address and
 the password, so the same password gives the same hash on every run (the users file does not
 change, the deploy stays idempotent) while no two mailboxes share a salt.
+
+The hashing is libpass's (the maintained fork of passlib): the standard library's `crypt` is gone in
+Python 3.13 (Debian 13), and libpass computes SHA512-CRYPT itself, byte for byte what glibc's crypt(3)
+gives and Dovecot verifies, on every Python mailhost runs on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from pathlib import Path
 
-from .spec import Mailbox
+from passlib.hash import sha512_crypt as _sha512_crypt
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt  # stdlib until 3.13; Debian 12 ships 3.11
+from .spec import Mailbox
 
 ROUNDS = 100_000
 _SALT_CHARS = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -32,7 +33,7 @@ def read_password(box: Mailbox, base_dir: Path) -> str:
 def sha512_crypt(password: str, address: str) -> str:
     digest = hashlib.sha256(f"mailhost-salt\0{address}\0{password}".encode()).digest()
     salt = "".join(_SALT_CHARS[b % 64] for b in digest[:16])
-    return "{SHA512-CRYPT}" + crypt.crypt(password, f"$6$rounds={ROUNDS}${salt}$")
+    return "{SHA512-CRYPT}" + _sha512_crypt.using(rounds=ROUNDS, salt=salt).hash(password)
 
 
 def password_hash(box: Mailbox, base_dir: Path) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
-
+import jinja2
 import pytest
+from passlib.hash import sha512_crypt as reference
 
 from mailhost import maps
-from mailhost.passwords import crypt, password_hash, sha512_crypt
+from mailhost.passwords import password_hash, sha512_crypt
 from mailhost.spec import parse_spec
+
+USERS_TEMPLATE = Path(__file__).parents[2] / "roles/dovecot/templates/etc/dovecot/users.j2"
 
 HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86
 
@@ -48,14 +52,41 @@ def test_users_may_send_as_themselves_and_their_aliases_only(spec):
 
 
 def test_dovecot_users_never_contain_plaintext_and_are_stable(spec, tmp_path):
-    lines = maps.dovecot_users(spec, tmp_path)
-    assert lines == maps.dovecot_users(spec, tmp_path)  # same on every run: no change on re-run
-    text = "\n".join(lines)
+    users = maps.dovecot_users(spec, tmp_path)
+    assert users == maps.dovecot_users(spec, tmp_path)  # same on every run: no change on re-run
+    text = repr(users)
     assert "s3cret bob" not in text and "carol's" not in text
-    assert lines[0] == f"alice@example.org:{HASH}::::::userdb_quota_rule=*:storage={2 * 1024 ** 3}B"
-    bob = lines[1].split(":")[1]
+    assert users[0] == ("alice@example.org", HASH, 2 * 1024 ** 3)
+    assert users[2][2] == 1024 ** 3  # the default quota
+    bob = users[1][1]
     assert bob.startswith("{SHA512-CRYPT}$6$rounds=100000$")
-    assert crypt.crypt("s3cret bob", bob.removeprefix("{SHA512-CRYPT}")) == bob.removeprefix("{SHA512-CRYPT}")
+    assert reference.verify("s3cret bob", bob.removeprefix("{SHA512-CRYPT}"))
+
+
+@pytest.mark.parametrize("v24, quota_field", [(True, "userdb_quota_storage_size=2147483648B"),
+                                              (False, "userdb_quota_rule=*:storage=2147483648B")])
+def test_users_file_is_one_passwd_line_per_mailbox_in_the_installed_dovecots_syntax(spec, tmp_path, v24,
+                                                                                    quota_field):
+    text = jinja2.Template(USERS_TEMPLATE.read_text()).render(users=maps.dovecot_users(spec, tmp_path), v24=v24)
+    lines = [line for line in text.splitlines() if line]
+    assert len(lines) == 3
+    assert lines[0] == f"alice@example.org:{HASH}::::::{quota_field}"
+    assert all(len(line.split(":")) == 8 + (0 if v24 else 1) for line in lines)  # user:pw:uid:gid:gecos:home:shell:extra
+
+
+# Computed with glibc's crypt(3) (Python 3.11's `crypt` module) before it was replaced: hashes made for users'
+# mailboxes before the switch stay byte for byte the same, so the users file does not change on upgrade.
+GLIBC_HASHES = [
+    ("s3cret bob", "bob@example.org", "$6$rounds=100000$BRCrtyYjddhwPR3y$.2wvyEhYsMr7TSGIxU23o9gbRyKTifInSsBgFFpOiba59"
+                                      "AuCcaIqEZmz3XFte162yJ4nROrSKuIal00XhY/bJ."),
+    ("pässwörd ✓", "ünï@example.org", "$6$rounds=100000$eQl47Lyw7tLYtuSX$UVIC4jhgvL5Xgpyl1rywrHnzei/4pDIWUbkMThWlqnU78"
+                                      "kKbOqikv0LHdwEVAU4Qm47q5bpnnE3GOificoded/"),
+]
+
+
+@pytest.mark.parametrize("password, address, expected", GLIBC_HASHES)
+def test_hashes_are_byte_for_byte_what_glibc_crypt_made(password, address, expected):
+    assert sha512_crypt(password, address) == "{SHA512-CRYPT}" + expected
 
 
 def test_same_password_different_mailboxes_different_salts():
