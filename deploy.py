@@ -1,4 +1,4 @@
-"""Converge one mail host: `pyinfra inventory/<env>.py deploy.py`.
+"""Converge one mail host (Debian 13 or 12): `pyinfra inventory/<env>.py deploy.py`.
 
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
 Stages: install the whole package set in one apt transaction, then configure and activate each
@@ -20,10 +20,12 @@ from mailhost.spec import load_spec
 from roles import all_packages, base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
 from roles import verify
 from roles._connection import send_without_delay
+from roles._release import require_supported
 
 spec_path = Path(host.data.spec)
 spec = load_spec(spec_path)
 send_without_delay()
+require_supported()  # Debian 13 or 12 on amd64, read from the host; anything else stops here, before any change
 
 dns_pending = dns.publish(spec, spec_path.parent)
 base.apply(spec, all_packages(spec))

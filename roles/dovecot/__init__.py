@@ -1,5 +1,9 @@
 """Dovecot: IMAP (143 STARTTLS, 993), LMTP delivery from Postfix, the SASL socket for Postfix,
-passwd-file users with strong hashes, quotas, sieve (spam into Junk), optional POP3/ManageSieve."""
+passwd-file users with strong hashes, quotas, sieve (spam into Junk), optional POP3/ManageSieve.
+
+Debian 13 ships Dovecot 2.4, Debian 12 Dovecot 2.3: the same settings in two configuration languages,
+one template with a `v24` branch where they differ. The mail store, its paths and the users file's
+hashes are the same in both, so an upgraded host keeps its mail."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pyinfra.operations.util import any_changed
 from mailhost import maps
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._release import debian_release
 from roles.certbot import live_dir
 
 VMAIL_UID = 5000
@@ -29,13 +34,18 @@ def apply(spec: Spec, spec_dir: Path) -> None:
     server.user(name="vmail user owns the mail store", user="vmail", group="vmail", uid=VMAIL_UID, system=True,
                 home="/var/vmail", shell="/usr/sbin/nologin", create_home=False)
     files.directory(name="Mail store", path="/var/vmail", user="vmail", group="vmail", mode="750")
-    users = config_file(__file__, "/etc/dovecot/users", lines=maps.dovecot_users(spec, spec_dir),
+    # Dovecot's sockets for Postfix live in Postfix's queue; Postfix 3.10 (Debian 13) makes it only at its
+    # first start, which comes later. Owner and mode as Postfix's own postfix-files sets them.
+    files.directory(name="Postfix's private queue directory", path="/var/spool/postfix/private", user="postfix",
+                    group="root", mode="700")
+    v24 = debian_release() >= 13
+    users = config_file(__file__, "/etc/dovecot/users", users=maps.dovecot_users(spec, spec_dir), v24=v24,
                         mode="640", group="dovecot")
     sieve = config_file(__file__, "/etc/dovecot/sieve/spam-to-junk.sieve")
     server.shell(name="Spam sieve script is compiled", commands=["sievec /etc/dovecot/sieve/spam-to-junk.sieve"],
                  _if=sieve.did_change)
     conf = config_file(__file__, "/etc/dovecot/dovecot.conf", check="doveconf -n -c {path} >/dev/null",
-                       spec=spec, tls=live_dir(spec), vmail_uid=VMAIL_UID)
+                       spec=spec, tls=live_dir(spec), vmail_uid=VMAIL_UID, v24=v24)
     systemd.service(name="Dovecot reloads its config", service="dovecot", reloaded=True,
                     _if=any_changed(conf, users))  # only if running; a stopped Dovecot starts below
     systemd.service(name="Dovecot is running", service="dovecot", running=True, enabled=True)
