@@ -3,7 +3,8 @@ passwd-file users with strong hashes, quotas, sieve (spam into Junk), optional P
 
 Debian 13 ships Dovecot 2.4, Debian 12 Dovecot 2.3: the same settings in two configuration languages,
 one template with a `v24` branch where they differ. The mail store, its paths and the users file's
-hashes are the same in both, so an upgraded host keeps its mail."""
+hashes are the same in both, so an upgraded host keeps its mail; a systemd drop-in lets Debian's own
+12 -> 13 upgrade finish while the config is still 2.3's (see its template)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def apply(spec: Spec, spec_dir: Path) -> None:
                  _if=sieve.did_change)
     conf = config_file(__file__, "/etc/dovecot/dovecot.conf", check="doveconf -n -c {path} >/dev/null",
                        spec=spec, tls=live_dir(spec), vmail_uid=VMAIL_UID, v24=v24)
+    unit = config_file(__file__, "/etc/systemd/system/dovecot.service.d/mailhost.conf")
+    systemd.daemon_reload(name="systemd reads Dovecot's upgrade guard", _if=unit.did_change)
     systemd.service(name="Dovecot reloads its config", service="dovecot", reloaded=True,
                     _if=any_changed(conf, users))  # only if running; a stopped Dovecot starts below
     systemd.service(name="Dovecot is running", service="dovecot", running=True, enabled=True)

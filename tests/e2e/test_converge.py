@@ -57,6 +57,22 @@ def test_a_dns_conflict_stops_the_deploy_before_the_host_is_touched(lab, fresh_h
     assert not lab.dns.query_auth(f"{env.hostname}.", "A").answer, "DNS was written"
 
 
+UBUNTU_OS_RELEASE = 'ID=ubuntu\nVERSION_ID="24.04"\nPRETTY_NAME="Ubuntu 24.04.3 LTS"\nID_LIKE=debian\n'
+
+
+def test_a_host_that_is_not_debian_12_or_13_is_refused_before_any_change(lab, fresh_host, tmp_path):
+    host = fresh_host()
+    env = make_mail_env(lab, host, tmp_path, domains=1)
+    host.put(UBUNTU_OS_RELEASE, "/etc/os-release")  # the release is read from the host, as a VPS tells it
+    before = host_fingerprint(host)
+    result = run_deploy([host], {"spec": str(env.spec_path)})
+    assert result.returncode != 0
+    assert ("the host runs Ubuntu 24.04.3 LTS; mailhost supports Debian 13 (trixie) or Debian 12 (bookworm). "
+            "Nothing was changed.") in result.output
+    assert host_fingerprint(host) == before
+    assert not lab.dns.query_auth(f"{env.hostname}.", "A").answer, "DNS was written"
+
+
 def test_a_bad_spec_stops_the_run_before_any_connection(lab, fresh_host, tmp_path):
     host = fresh_host()
     env = make_mail_env(lab, host, tmp_path, domains=1)
