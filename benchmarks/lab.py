@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lab figures: image builds (cold and warm cache), fresh host to SSH, mail-stack apt install per kind.
 
-    .venv/bin/python benchmarks/lab.py [--no-vm] [--samples N]
+    .venv/bin/python benchmarks/lab.py [--no-vm] [--samples N] [--release trixie|bookworm]
 
 Prints figures only; nothing here asserts a time. Uses (and, if it started it, stops) the lab.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the roles/ package
 
 from mailhost.lab import Lab, LabConfig, images
+from mailhost.lab.config import DEFAULT_RELEASE, RELEASES
 
 from mailhost.spec import parse_spec
 from roles import all_packages
@@ -44,15 +45,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-vm", action="store_true", help="skip the qemu figures (slow under TCG)")
     parser.add_argument("--samples", type=int, default=3, help="fresh containers to time (median)")
+    parser.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE, help="Debian release of the hosts")
     args = parser.parse_args()
+    release = args.release
+    print(f"Debian release: {release}")
 
     with tempfile.TemporaryDirectory(prefix="mailhost-bench-cache-", dir="/var/tmp") as cold:
         cfg = replace(LabConfig(), cache_dir=Path(cold))
-        row("rootfs build, cold cache", timed(images.ensure_rootfs, cfg)[0])
-        row("rootfs build, warm cache", timed(images.ensure_rootfs, cfg)[0])
+        row("rootfs build, cold cache", timed(images.ensure_rootfs, cfg, release)[0])
+        row("rootfs build, warm cache", timed(images.ensure_rootfs, cfg, release)[0])
         if not args.no_vm:
-            row("VM disk image build, cold cache", timed(images.ensure_vm_image, cfg)[0])
-            row("VM disk image build, warm cache", timed(images.ensure_vm_image, cfg)[0])
+            row("VM disk image build, cold cache", timed(images.ensure_vm_image, cfg, release)[0])
+            row("VM disk image build, warm cache", timed(images.ensure_vm_image, cfg, release)[0])
 
     lab = Lab()
     seconds, started = timed(lab.up)
@@ -60,7 +64,7 @@ def main() -> None:
     try:
         boots = []
         for i in range(args.samples):
-            seconds, host = timed(lab.new_host, f"bench-c{i}")
+            seconds, host = timed(lab.new_host, f"bench-c{i}", release=release)
             boots.append(seconds)
             if i:
                 lab.remove_host(host.name)
@@ -68,7 +72,7 @@ def main() -> None:
             f"of {len(boots)}: " + ", ".join(f"{b:.1f}" for b in boots))
         hosts = [lab.host("bench-c0")]
         if not args.no_vm:
-            seconds, vm = timed(lab.new_host, "bench-v0", "vm")
+            seconds, vm = timed(lab.new_host, "bench-v0", "vm", release=release)
             row("fresh VM to SSH", seconds, f"accel={vm.record.accel}")
             hosts.append(vm)
         install = "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q " + " ".join(MAIL_STACK)
