@@ -39,8 +39,8 @@ def imap_fetch(lab, mail, address: str, subject: str, folder: str = "INBOX", tim
             time.sleep(0.5)
 
 
-def send_inbound(lab, hostname: str, to: str, subject: str) -> None:
+def send_inbound(lab, hostname: str, to: str, subject: str, body: str = "hello\n") -> None:
     """Mail from the outside world (remote.test) to `to`, through port 25 with STARTTLS."""
     with smtplib.SMTP(hostname, 25, local_hostname="client.remote.test", timeout=30) as smtp:
         smtp.starttls(context=tls_context(lab))
-        smtp.send_message(message("someone@remote.test", to, subject))
+        smtp.send_message(message("someone@remote.test", to, subject, body))

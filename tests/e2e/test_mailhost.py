@@ -14,6 +14,7 @@ from email.message import EmailMessage
 import dkim
 import dns.flags
 import pytest
+import yaml
 
 from mailclient import imap_fetch, message, send_inbound, tls_context
 from mailhost.lab.config import RELEASES
@@ -23,6 +24,7 @@ from mailhost.lab.mailenv import make_mail_env
 pytestmark = pytest.mark.e2e
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+GTUBE_ADD_HEADER = "YJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"  # rspamd: "add header"
 
 
 @pytest.fixture(scope="module", params=RELEASES)
@@ -31,6 +33,9 @@ def mail(lab, tmp_path_factory, request):
     aliases (every test below runs on each, one host at a time)."""
     host = lab.new_host(f"mx{uuid.uuid4().hex[:5]}", release=request.param)
     env = make_mail_env(lab, host, tmp_path_factory.mktemp("spec"))
+    spec = yaml.safe_load(env.spec_path.read_text())
+    spec["mailboxes"][1]["quota"] = "300M"  # one mailbox with its own quota, the others the default
+    env.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     first = run_deploy([host], {"spec": str(env.spec_path)}).check()
     env.first_run = first
     yield env
@@ -134,6 +139,29 @@ def test_gtube_is_rejected_by_rspamd(lab, mail):
         with pytest.raises(smtplib.SMTPDataError) as err:
             smtp.send_message(message("spammer@remote.test", mail.mailboxes[0], "gtube", GTUBE + "\n"))
     assert err.value.smtp_code == 554
+
+
+def test_each_mailbox_gets_its_quota(mail):
+    def storage_limit_kib(address: str) -> int:
+        flow = mail.host.ssh(f"doveadm -f flow quota get -u {address}").stdout
+        return int(next(line for line in flow.splitlines() if "Type=STORAGE" in line).split("Limit=")[1].split()[0])
+    assert storage_limit_kib(mail.mailboxes[1]) == 300 * 1024
+    assert storage_limit_kib(mail.mailboxes[0]) == 1024 * 1024  # limits.default_quota, 1 GiB
+
+
+def test_mail_rspamd_marks_as_spam_is_filed_into_junk(lab, mail):
+    """rspamd's "add header" verdict (X-Spam: Yes) -> the global sieve script -> Junk. rspamd's test pattern for
+    that verdict is off by default: this test turns it on, and the deploy after it turns it off again."""
+    to, subject = mail.mailboxes[0], f"spam {uuid.uuid4().hex}"
+    mail.host.ssh("echo 'gtube_patterns = \"all\";' >> /etc/rspamd/local.d/options.inc && systemctl restart rspamd "
+                  "&& timeout 60 sh -c 'until ss -Hltn | grep -q 127.0.0.1:11332; do sleep 0.2; done'")
+    try:
+        send_inbound(lab, mail.hostname, to, subject, GTUBE_ADD_HEADER + "\n")
+        raw = imap_fetch(lab, mail, to, subject, folder="Junk")
+        assert b"X-Spam: Yes" in raw
+    finally:
+        run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    assert "gtube_patterns" not in mail.host.ssh("cat /etc/rspamd/local.d/options.inc").stdout
 
 
 DRIFTS = {
