@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mailhost.lab import Lab  # noqa: E402
-from mailhost.lab.config import RELEASES  # noqa: E402
-from mailhost.lab.deploys import run_deploy  # noqa: E402
-from mailhost.lab.hosts import TestHost  # noqa: E402
-from mailhost.lab.mailenv import make_mail_env  # noqa: E402
+from lab import Lab  # noqa: E402
+from lab.config import RELEASES  # noqa: E402
+from lab.deploys import run_deploy  # noqa: E402
+from lab.hosts import TestHost  # noqa: E402
+from lab.mailenv import make_mail_env  # noqa: E402
 from mailhost.passwords import sha512_crypt  # noqa: E402
 from mailhost.spec import load_spec  # noqa: E402
 from mailhost.verify import Target, verify  # noqa: E402

@@ -65,7 +65,7 @@ def sync_once(zones: list[str], backend: Backend, key: str) -> tuple[float, int,
 
 @contextmanager
 def cloudflare() -> Iterator[Backend]:
-    from mailhost.lab.cloudflare_api import FakeCloudflare
+    from lab.cloudflare_api import FakeCloudflare
     with FakeCloudflare() as api:
         os.environ["MAILHOST_BENCH_CF_TOKEN"] = api.token
 
@@ -79,7 +79,7 @@ def cloudflare() -> Iterator[Backend]:
 
 @contextmanager
 def route53() -> Iterator[Backend]:
-    from mailhost.lab.route53_api import FAKE_CREDENTIALS, MotoRoute53
+    from lab.route53_api import FAKE_CREDENTIALS, MotoRoute53
     os.environ.update({"AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
                        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
                        "AWS_DEFAULT_REGION": "us-east-1"})
@@ -99,7 +99,7 @@ def route53() -> Iterator[Backend]:
 
 @contextmanager
 def rfc2136() -> Iterator[Backend]:
-    from mailhost.lab import Lab
+    from lab import Lab
     lab = Lab()
     started = lab.up()
     made: list[str] = []

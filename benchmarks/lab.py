@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the roles/ package
 
-from mailhost.lab import Lab, LabConfig, images
-from mailhost.lab.config import DEFAULT_RELEASE, RELEASES
+from lab import Lab, LabConfig, images
+from lab.config import DEFAULT_RELEASE, RELEASES
 
 from mailhost.spec import parse_spec
 from roles import all_packages

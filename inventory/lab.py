@@ -1,10 +1,10 @@
-"""Every mail host of the running local lab: `mailhost lab host new NAME --mail` makes one.
+"""Every mail host of the running local lab: `./dev lab host new NAME --mail` makes one.
 
     pyinfra inventory/lab.py deploy.py
 """
 
 from mailhost.inventory import mail_host
-from mailhost.lab import Lab
+from lab import Lab
 
 _lab = Lab()
 lab = []

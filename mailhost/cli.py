@@ -6,15 +6,7 @@ import argparse
 import json
 import sys
 
-
-def spec_or_none(path: str):
-    """The spec a command works on, or None after printing why it is invalid (the command then exits 2)."""
-    from .spec import SpecError, load_spec
-    try:
-        return load_spec(path)
-    except SpecError as exc:
-        print(exc, file=sys.stderr)
-        return None
+from .spec import spec_or_none
 
 
 def _spec_check(args: argparse.Namespace) -> int:
@@ -44,8 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     add_dns(sub)
     from .verify.cli import add_parser as add_verify
     add_verify(sub)
-    from .lab.cli import add_parser as add_lab
-    add_lab(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

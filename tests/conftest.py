@@ -1,4 +1,4 @@
-"""Fixtures over the local lab (mailhost.lab). End-to-end tests that cannot get the lab or a
+"""Fixtures over the local lab (lab). End-to-end tests that cannot get the lab or a
 host *error*; nothing here skips."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mailhost.lab import Lab, TestHost, net, procs
-from mailhost.lab.config import DEFAULT_RELEASE
+from lab import Lab, TestHost, net, procs
+from lab.config import DEFAULT_RELEASE
 
 _names = itertools.count(1)
 
@@ -27,7 +27,7 @@ def leftovers() -> list[str]:
     found += [f"cgroup {c}" for c in procs.leftover_cgroups()]
     ps = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout.splitlines()
     found += [f"process {p}" for p in ps if any(k in p for k in (
-        "systemd-nspawn", "qemu-system", "named -g", "pebble -config", "apt-cacher-ng -c", "mailhost.lab.receiver"))]
+        "systemd-nspawn", "qemu-system", "named -g", "pebble -config", "apt-cacher-ng -c", "lab.receiver"))]
     return found
 
 

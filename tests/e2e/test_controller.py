@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from mailhost.lab import controller
-from mailhost.lab.deploys import inventory_file, parse_results
-from mailhost.lab.mailenv import make_mail_env
+from lab import controller
+from lab.deploys import inventory_file, parse_results
+from lab.mailenv import make_mail_env
 
 pytestmark = pytest.mark.e2e
 

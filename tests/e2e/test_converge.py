@@ -10,8 +10,8 @@ import dns.name
 import pytest
 import yaml
 
-from mailhost.lab.deploys import REPO, inventory_file, run_deploy
-from mailhost.lab.mailenv import make_mail_env
+from lab.deploys import REPO, inventory_file, run_deploy
+from lab.mailenv import make_mail_env
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from mailhost.dnssec import Anchor, ChainError, tcp_query, validate, validate_chain
-from mailhost.lab import Lab, net
-from mailhost.lab.deploys import run_deploy
+from lab import Lab, net
+from lab.deploys import REPO, run_deploy
 
 pytestmark = pytest.mark.e2e
 TRIVIAL_DEPLOY = "tests/e2e/deploys/identity.py"
@@ -158,9 +158,9 @@ def test_message_from_a_host_reaches_the_remote_receiver_with_metadata(fresh_hos
 def test_removed_host_leaves_nothing_even_after_its_owner_was_killed(lab):
     """A process that made a host dies (SIGKILL); the host is still torn down completely."""
     name = f"orphan{os.getpid() % 1000}"
-    script = ("from mailhost.lab import Lab; import os, time; Lab().new_host(%r); print('up', flush=True); "
+    script = ("from lab import Lab; import os, time; Lab().new_host(%r); print('up', flush=True); "
               "time.sleep(600)" % name)
-    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert owner.stdout.readline().strip() == "up"
     finally:

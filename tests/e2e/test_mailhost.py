@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from mailclient import imap_fetch, message, send_inbound, tls_context
-from mailhost.lab.config import RELEASES
-from mailhost.lab.deploys import run_deploy
-from mailhost.lab.mailenv import make_mail_env
+from lab.config import RELEASES
+from lab.deploys import run_deploy
+from lab.mailenv import make_mail_env
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from mailclient import imap_fetch, send_inbound
-from mailhost.lab.deploys import run_deploy
-from mailhost.lab.mailenv import make_mail_env
+from lab.deploys import run_deploy
+from lab.mailenv import make_mail_env
 
 pytestmark = pytest.mark.e2e
 

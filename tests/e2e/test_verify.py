@@ -10,8 +10,8 @@ import uuid
 import dns.name
 import pytest
 
-from mailhost.lab.deploys import run_deploy
-from mailhost.lab.mailenv import make_mail_env
+from lab.deploys import run_deploy
+from lab.mailenv import make_mail_env
 from mailhost.spec import load_spec
 from mailhost.verify import Target, lookup_with, verify
 from mailhost.verify.checks import dns as dns_checks

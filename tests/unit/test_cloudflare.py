@@ -1,4 +1,4 @@
-"""The Cloudflare provider through the real SDK against the stateful fake API (mailhost.lab.cloudflare_api):
+"""The Cloudflare provider through the real SDK against the stateful fake API (lab.cloudflare_api):
 what a sync publishes, what it leaves alone, how it pages, and how it survives rate limits, server errors
 and lost answers without duplicating records."""
 
@@ -20,7 +20,7 @@ from mailhost.dns.providers.base import Requests
 from mailhost.dns.records import HostFacts, txt
 from mailhost.dns.signing import normal_ds
 from mailhost.dns.sync import DnsSync
-from mailhost.lab.cloudflare_api import FakeCloudflare, txt_bytes
+from lab.cloudflare_api import FakeCloudflare, txt_bytes
 from mailhost.spec import parse_spec
 
 HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86

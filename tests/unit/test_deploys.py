@@ -1,6 +1,6 @@
 """Reading pyinfra's results table (what the e2e tests' "no changes" assertions rest on)."""
 
-from mailhost.lab.deploys import parse_results
+from lab.deploys import parse_results
 
 OUTPUT = """
 --> Results:

@@ -1,4 +1,4 @@
-"""The Route53 provider through boto3 against moto's server over HTTP (mailhost.lab.route53_api): what a
+"""The Route53 provider through boto3 against moto's server over HTTP (lab.route53_api): what a
 sync publishes, what it leaves alone, paging, atomic batches, lost answers and throttling. Route53's
 DNSSEC calls and Route 53 Domains' DS calls, which moto lacks, go through botocore's Stubber (the
 service model checks every request and answer); KMS and STS are moto's."""
@@ -25,7 +25,7 @@ from mailhost.dns.providers.route53 import Route53Provider, _name, batches
 from mailhost.dns.records import HostFacts, RecordSet, rdata, txt
 from mailhost.dns.signing import ds_of_keys, normal_ds
 from mailhost.dns.sync import DnsSync
-from mailhost.lab.route53_api import MotoRoute53
+from lab.route53_api import MotoRoute53
 from mailhost.spec import parse_spec
 
 HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86

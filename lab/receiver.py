@@ -5,7 +5,7 @@ of the delivery: peer address, HELO name, envelope, and whether (and how) TLS wa
 Tests read the spool through `Spool`.
 
 Run by the lab inside its own network namespace:
-    python -m mailhost.lab.receiver --listen ADDR --spool DIR --cert PEM --key PEM --domain remote.test
+    python -m lab.receiver --listen ADDR --spool DIR --cert PEM --key PEM --domain remote.test
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`mailhost lab ...`: the lab for people (the demo, poking around). Tests use the fixtures."""
+"""`./dev lab ...` (`python -m lab ...`): the lab for people (the demo, poking around). Tests use the fixtures."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from . import Lab, LabError
 from .config import DEFAULT_RELEASE, RELEASES
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    lab = sub.add_parser("lab", help="the local test lab (hosts, DNS, ACME, remote receiver)")
+def main(argv: list[str] | None = None) -> int:
+    lab = argparse.ArgumentParser(prog="./dev lab", description="the local test lab (hosts, DNS, ACME, remote receiver)")
     verbs = lab.add_subparsers(dest="lab_verb", required=True)
     verbs.add_parser("up", help="start the lab (builds cached images on first use)")
     verbs.add_parser("down", help="stop the lab and remove every host")
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="also create lab zones pointing at it and a spec for it (used by inventory/lab.py)")
     rm = host_verbs.add_parser("rm", help="remove a host")
     rm.add_argument("name")
-    lab.set_defaults(func=run)
+    return run(lab.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

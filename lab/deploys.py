@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .hosts import TestHost
 
-REPO = Path(__file__).resolve().parents[2]
+# The checkout the lab belongs to: the folder above it that holds deploy.py.
+REPO = next(folder for folder in Path(__file__).resolve().parents if (folder / "deploy.py").is_file())
 
 
 @dataclass

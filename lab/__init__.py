@@ -77,7 +77,7 @@ class Lab:
         return Spool(self.receiver.spool_dir)
 
     def spec_dir(self, host_name: str) -> Path:
-        """Where `mailhost lab host new --mail` keeps a host's spec (read by inventory/lab.py)."""
+        """Where `./dev lab host new --mail` keeps a host's spec (read by inventory/lab.py)."""
         return self.cfg.state_dir / "specs" / host_name
 
     @property
@@ -171,7 +171,7 @@ class Lab:
         """Boot a fresh Debian host of `release` (a suite name in `RELEASES`); it gets a lab address,
         `NAME.lab.test` and a matching PTR."""
         if not self.is_up():
-            raise LabError("the lab is not running: start it with `mailhost lab up` (or the `lab` fixture)")
+            raise LabError("the lab is not running: start it with `./dev lab up` (or the `lab` fixture)")
         if kind not in KINDS:
             raise LabError(f"unknown host kind {kind!r}: choose one of {', '.join(KINDS)}")
         if release not in RELEASES:

@@ -10,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from . import pki, procs
+from .deploys import REPO
 from .config import LabConfig
 
 ACNG_CONF = """\
@@ -104,9 +105,9 @@ class Receiver:
         cert, key = pki.issue(lab_ca.parent, "receiver", [self.hostname], [self.cfg.receiver])
         daemon = procs.spawn(
             "receiver",
-            [sys.executable, "-m", "mailhost.lab.receiver", "--listen", self.cfg.receiver,
+            [sys.executable, "-m", "lab.receiver", "--listen", self.cfg.receiver,
              "--spool", str(self.spool_dir), "--cert", str(cert), "--key", str(key),
              "--domain", self.domain, "--hostname", self.hostname],
-            self.dir / "receiver.log", netns=self.netns)
+            self.dir / "receiver.log", netns=self.netns, cwd=REPO)  # `lab` is a folder of the checkout
         procs.wait_until("the remote receiver to listen", lambda: _port_open(self.cfg.receiver, 25), timeout=20)
         return daemon
