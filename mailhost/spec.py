@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import os
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -644,6 +645,15 @@ def parse_spec(data: Any, source: str = "spec", base_dir: Path = Path(".")) -> S
     if problems:
         raise SpecError(problems, source)
     return spec
+
+
+def spec_or_none(path: str) -> Spec | None:
+    """The spec a command works on, or None after printing why it is invalid (the command then exits 2)."""
+    try:
+        return load_spec(path)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return None
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from mailhost.cli import spec_or_none
+from mailhost.spec import spec_or_none
 
 from .providers import DnsError, make_provider
 from .records import HostFacts

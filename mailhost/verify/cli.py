@@ -7,7 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from mailhost.cli import spec_or_none
+from mailhost.spec import spec_or_none
 
 from . import Target, host_addresses, verify
 from .checks.dns import resolver
