@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mailhost.verify.checks.mailauth import (
-    LookupTimeout, check_dmarc, check_spf, despite_caches, dmarc_alignment, dmarc_problems, evaluate_spf,
-    organisational_domain, parse_dmarc)
+    LookupTimeout, aligned, check_dmarc, check_spf, despite_caches, dmarc_alignment, dmarc_problems,
+    evaluate_spf, organisational_domain, parse_dmarc)
 from mailhost.verify.result import Status
 
 # What the world answers for example.org; each case adds its own records on top.
@@ -436,8 +436,15 @@ def test_dmarc_alignment(header_from, spf_domain, spf_result, dkim, record, expe
     assert dmarc_alignment(header_from, spf_domain, spf_result, dkim, parse_dmarc(record)) == expected
 
 
-def test_organisational_domain_is_the_last_two_labels_without_the_public_suffix_list():
+def test_organisational_domain_comes_from_the_public_suffix_list():
     assert organisational_domain("mail.example.org.") == "example.org"
     assert organisational_domain("example.org") == "example.org"
-    # The known limitation: under a multi-label public suffix two owners look like one.
-    assert organisational_domain("a.example.co.uk") == "co.uk"
+    assert organisational_domain("a.b.example.co.uk") == "example.co.uk"  # not co.uk: two owners stay two
+    assert organisational_domain("co.uk") == "co.uk"  # a public suffix is its own
+    assert organisational_domain("mail.d0-abc.test") == "d0-abc.test"  # a TLD the list does not name
+
+
+def test_relaxed_alignment_under_a_multi_label_suffix_is_per_owner():
+    assert aligned("mail.example.co.uk", "example.co.uk", "r")
+    assert not aligned("example.co.uk", "other.co.uk", "r")
+    assert not aligned("mail.example.co.uk", "example.co.uk", "s")

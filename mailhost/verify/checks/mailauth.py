@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import dns.reversename
+from publicsuffixlist import PublicSuffixList
 
 from ..result import Result, Status, error, ok, timeout, warn
 
@@ -609,10 +610,14 @@ def _authorisation_result(domain: str, destination: str, lookup: Lookup, ours: b
 
 # --- alignment --------------------------------------------------------------------------------------------------
 
+_PUBLIC_SUFFIXES = PublicSuffixList()  # the list the package bundles: no network
+
+
 def organisational_domain(name: str) -> str:
-    """The last two labels (mail.example.org -> example.org). Without the Public Suffix List this is too
-    short under multi-label suffixes: a.example.co.uk gives co.uk, so such names align too loosely."""
-    return ".".join(name.removesuffix(".").lower().split(".")[-2:])
+    """RFC 7489 3.2: the public suffix plus one label, from the Public Suffix List as receivers use it
+    (mail.example.co.uk -> example.co.uk); a name that is itself a public suffix is its own."""
+    name = name.removesuffix(".").lower()
+    return _PUBLIC_SUFFIXES.privatesuffix(name) or name
 
 
 def aligned(a: str, b: str, mode: str) -> bool:
