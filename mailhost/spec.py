@@ -21,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from .services import ALWAYS_ON_PORTS, services_on
+
 
 class SpecError(ValueError):
     """The spec is invalid; `.problems` lists (field path, message) pairs."""
@@ -434,8 +436,8 @@ class Spec:
 
     @property
     def mail_tcp_ports(self) -> list[int]:
-        """The ports the mail services listen on publicly (80: ACME HTTP-01)."""
-        return sorted([25, 80, 143, 465, 587, 993] + [995] * self.features.pop3 + [4190] * self.features.managesieve)
+        """The ports the mail services listen on publicly (`mailhost.services`; 80: ACME HTTP-01)."""
+        return sorted(service.port for service in services_on(self.features))
 
     @property
     def open_tcp_ports(self) -> list[int]:
@@ -586,7 +588,7 @@ def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
             problems.append((f"verify.{name}", f"{value!r} is not a readable file"))
     if spec.fail2ban.maxretry < 1:
         problems.append(("fail2ban.maxretry", "must be at least 1"))
-    reserved = {25, 465, 587, 143, 993, 80, spec.firewall.ssh_port}
+    reserved = {*ALWAYS_ON_PORTS, spec.firewall.ssh_port}
     for i, rule in enumerate(spec.firewall.allow):
         if rule.port in reserved and rule.proto == "tcp":
             problems.append((f"firewall.allow[{i}].port", f"{rule.port} is opened by mailhost already"))

@@ -130,10 +130,9 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> Iter
     """TLS and SMTP policy on the host's first address (the one the world connects to), and DNSBLs."""
     from .checks import smtp, tls
     spec, address = target.spec, addresses[0]
-    for endpoint in (*tls.MAIL_ENDPOINTS, *tls.EXTRA_ENDPOINTS):  # those the spec turns on
-        if endpoint.port in spec.mail_tcp_ports:
-            yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
-                                     spec.verify.cert_min_days)
+    for endpoint in tls.endpoints(spec.features):
+        yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
+                                 spec.verify.cert_min_days)
     yield from smtp.check_banner(address, spec.hostname)
     yield from smtp.check_open_relay(address, spec.hostname, target.ca_file, foreign_rcpt=spec.verify.relay_probe)
     for port in (25, 587):

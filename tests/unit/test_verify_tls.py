@@ -11,6 +11,7 @@ import ssl
 import threading
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mailhost.verify.checks import tls
-from mailhost.verify.checks.tls import EXTRA_ENDPOINTS, MAIL_ENDPOINTS, Mode, check_tls
+from mailhost.verify.checks.tls import ENDPOINTS, Mode, check_tls, endpoints
 from mailhost.verify.result import Status
 
 HOST = "mail.example.org"
@@ -366,11 +367,18 @@ def statuses(results) -> dict[str, Status]:
 
 # --- endpoints ----------------------------------------------------------------------------------------------
 
-def test_the_five_mail_ports_and_their_modes():
-    assert {(e.port, e.mode) for e in MAIL_ENDPOINTS} == {
-        (25, Mode.SMTP_STARTTLS), (587, Mode.SMTP_STARTTLS), (465, Mode.SMTP_TLS),
-        (993, Mode.IMAP_TLS), (143, Mode.IMAP_STARTTLS)}
-    assert {(e.port, e.mode) for e in EXTRA_ENDPOINTS} == {(995, Mode.POP3_TLS), (4190, Mode.SIEVE_STARTTLS)}
+def test_the_mail_ports_and_their_modes():
+    assert {(e.port, e.mode, e.feature) for e in ENDPOINTS} == {
+        (25, Mode.SMTP_STARTTLS, None), (587, Mode.SMTP_STARTTLS, None), (465, Mode.SMTP_TLS, None),
+        (993, Mode.IMAP_TLS, None), (143, Mode.IMAP_STARTTLS, None),
+        (995, Mode.POP3_TLS, "pop3"), (4190, Mode.SIEVE_STARTTLS, "managesieve")}
+
+
+@pytest.mark.parametrize("pop3, managesieve, extra", [(False, False, set()), (True, False, {995}),
+                                                      (False, True, {4190}), (True, True, {995, 4190})])
+def test_pop3_and_managesieve_are_checked_only_when_the_spec_turns_them_on(pop3, managesieve, extra):
+    features = SimpleNamespace(pop3=pop3, managesieve=managesieve)
+    assert {e.port for e in endpoints(features)} == {25, 143, 465, 587, 993} | extra
     assert Mode("managesieve-starttls").protocol == "managesieve" and not Mode.SIEVE_STARTTLS.implicit
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable
 
+from mailhost.services import services_on
 from mailhost.spec import Spec
 
 from ..result import Result, error, ok, warn
@@ -82,7 +83,7 @@ def check_open_ports(run: Run, spec: Spec, address: str, timeout: float = 3.0) -
         yield ok("host.firewall", spec.hostname, "only declared ports are reachable"
                  + (f" (listening but filtered: {', '.join(map(str, closed))})" if closed else ""))
     unreachable = []
-    for port in sorted(declared & {25, 465, 587, 993, 143}):
+    for port in sorted(declared & {service.port for service in services_on(spec.features) if service.tls}):
         try:
             with socket.create_connection((address, port), timeout=timeout):
                 pass

@@ -23,6 +23,7 @@ from enum import Enum
 from cryptography import x509
 
 # `timeout` is a parameter here (seconds), so the Result helper goes by another name.
+from mailhost.services import SERVICES, services_on
 from mailhost.verify.result import Result, error, ok, warn
 from mailhost.verify.result import timeout as timed_out
 
@@ -57,20 +58,18 @@ class Endpoint:
     port: int
     mode: Mode
     purpose: str
+    feature: str | None = None  # the spec's `features` flag that turns it on; None: always on
 
 
-MAIL_ENDPOINTS = (
-    Endpoint(25, Mode.SMTP_STARTTLS, "SMTP from other servers (MX)"),
-    Endpoint(465, Mode.SMTP_TLS, "submission over implicit TLS"),
-    Endpoint(587, Mode.SMTP_STARTTLS, "submission with STARTTLS"),
-    Endpoint(143, Mode.IMAP_STARTTLS, "IMAP with STARTTLS"),
-    Endpoint(993, Mode.IMAP_TLS, "IMAP over implicit TLS"),
-)
-# Only when the spec turns them on (features.pop3, features.managesieve).
-EXTRA_ENDPOINTS = (
-    Endpoint(995, Mode.POP3_TLS, "POP3 over implicit TLS"),
-    Endpoint(4190, Mode.SIEVE_STARTTLS, "ManageSieve with STARTTLS"),
-)
+# Every TLS port of `mailhost.services`, with how its protocol starts TLS.
+ENDPOINTS = tuple(Endpoint(s.port, Mode(f"{s.protocol}-{'tls' if s.tls == 'implicit' else 'starttls'}"), s.purpose,
+                           s.feature) for s in SERVICES if s.tls)
+
+
+def endpoints(features) -> list[Endpoint]:
+    """The TLS endpoints a spec's `features` turn on."""
+    on = {s.port for s in services_on(features)}
+    return [e for e in ENDPOINTS if e.port in on]
 
 
 # --- talking to a mail server -------------------------------------------------------------------------------
