@@ -20,7 +20,9 @@ from mailhost.spec import Spec
 from .checks import dns as dns_checks
 from .checks import dnssec as dnssec_checks
 from .checks import host as host_checks
-from .checks.mailauth import LookupTimeout, answer_texts, check_dmarc, check_spf, despite_caches
+from .checks.dmarc import check_dmarc
+from .checks.lookup import LookupTimeout, answer_texts, despite_caches
+from .checks.spf import check_spf
 from .checks.reverse import check_reverse
 from .report import Report
 from .result import Result, Status, error, ok, warn
@@ -54,7 +56,7 @@ class Target:
 
 
 def lookup_with(res: dns.resolver.Resolver):
-    """A mailauth `Lookup` over a resolver: answers as text, [] for NXDOMAIN/NODATA, LookupTimeout otherwise."""
+    """A `Lookup` over a resolver: answers as text, [] for NXDOMAIN/NODATA, LookupTimeout otherwise."""
     def lookup(name: str, rdtype: str) -> list[str]:
         try:
             answer = res.resolve(name, rdtype)

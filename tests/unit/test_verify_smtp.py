@@ -16,7 +16,7 @@ import pytest
 from test_verify_tls import HOST, LOCAL, SHORT, Handler
 
 from mailhost.verify import lookup_with
-from mailhost.verify.checks.mailauth import LookupTimeout
+from mailhost.verify.checks.lookup import LookupTimeout
 from mailhost.verify.checks.smtp import (FOREIGN_RCPT, check_auth_before_tls, check_banner, check_dnsbl,
                                          check_open_relay, check_submission_requires_auth, dnsbl_name)
 from mailhost.verify.checks.tls import Mode
@@ -192,7 +192,7 @@ def test_submission_without_starttls(smtp_server):
 # --- DNSBL --------------------------------------------------------------------------------------------------
 
 def dict_lookup(records: dict):
-    """A mailauth-style Lookup answering from {(name, rdtype): values or an exception to raise}; [] otherwise."""
+    """A `Lookup` answering from {(name, rdtype): values or an exception to raise}; [] otherwise."""
     def lookup(name: str, rdtype: str) -> list[str]:
         value = records.get((name, rdtype), [])
         if isinstance(value, Exception):

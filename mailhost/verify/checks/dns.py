@@ -21,7 +21,7 @@ from mailhost.dns.records import HostFacts, RecordSet, canonical, desired_record
 from mailhost.spec import Spec
 
 from ..result import Result, error, ok, timeout, warn
-from .mailauth import Lookup, LookupTimeout, answer_texts
+from .lookup import Lookup, LookupTimeout, answer_texts
 
 TIMEOUT = 5.0
 
@@ -78,7 +78,7 @@ def ask(server: str, name: str, rdtype: str) -> tuple[dns.rcode.Rcode, set]:
 
 
 def authoritative_lookup(spec: Spec, res: dns.resolver.Resolver, fallback: Lookup) -> Lookup:
-    """A mailauth `Lookup` that asks names in our zones of the zone's own servers, past every cache: what
+    """A `Lookup` that asks names in our zones of the zone's own servers, past every cache: what
     receivers will see once cached values expire. Names elsewhere (an SPF include) go to `fallback`."""
     servers: dict[str, list[str]] = {}
 

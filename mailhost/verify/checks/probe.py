@@ -19,7 +19,9 @@ import dkim
 from mailhost.passwords import read_password
 
 from ..result import Result, error, ok, timeout, warn
-from .mailauth import Lookup, LookupTimeout, despite_caches, dmarc_alignment, evaluate_spf, parse_dmarc
+from .dmarc import dmarc_alignment, parse_dmarc
+from .lookup import Lookup, LookupTimeout, despite_caches
+from .spf import evaluate_spf
 
 TIMEOUT = 30.0
 

@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import replace
 
-from mailhost.verify.checks.mailauth import Lookup, LookupTimeout
+from mailhost.verify.checks.lookup import Lookup, LookupTimeout
 from mailhost.verify.checks.tls import Mode, Reply, SessionFailure, SmtpSession, open_session, unverified_context
 # `timeout` is a parameter here (seconds), so the Result helper goes by another name.
 from mailhost.verify.result import Result, error, ok, warn
@@ -198,7 +198,7 @@ def check_dnsbl(addresses: Iterable[str], lists: Iterable[str], lookup: Lookup) 
     """Is any of the host's addresses on a DNS blocklist ("reputation.dnsbl", one Result per address)?
     Receivers that use the list refuse mail from a listed address.
 
-    `lookup` as in `checks.mailauth`: [] for a name that does not exist, LookupTimeout for no usable answer.
+    `lookup` as in `checks.lookup`: [] for a name that does not exist, LookupTimeout for no usable answer.
     Lists answer only some resolvers (Spamhaus refuses big public ones): give the one the host uses."""
     lists = list(lists)
     return [_dnsbl(address, lists, lookup) for address in addresses] if lists else []

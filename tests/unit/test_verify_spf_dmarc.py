@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mailhost.verify.checks.mailauth import (
-    LookupTimeout, aligned, check_dmarc, check_spf, despite_caches, dmarc_alignment, dmarc_problems,
-    evaluate_spf, organisational_domain, parse_dmarc)
+from mailhost.verify.checks.dmarc import (
+    aligned, check_dmarc, dmarc_alignment, dmarc_problems, organisational_domain, parse_dmarc)
+from mailhost.verify.checks.lookup import LookupTimeout, despite_caches
+from mailhost.verify.checks.spf import check_spf, evaluate_spf
 from mailhost.verify.result import Status
 
 # What the world answers for example.org; each case adds its own records on top.
