@@ -435,6 +435,11 @@ class Spec:
         return max(inside, key=len) if inside else None
 
     @property
+    def given_addresses(self) -> list[str]:
+        """The host's public addresses as the spec states them (empty: read from the host, or from DNS)."""
+        return [a for a in (self.addresses.ipv4, self.addresses.ipv6) if a]
+
+    @property
     def mail_tcp_ports(self) -> list[int]:
         """The ports the mail services listen on publicly (`mailhost.services`; 80: ACME HTTP-01)."""
         return sorted(service.port for service in services_on(self.features))

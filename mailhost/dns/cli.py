@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mailhost.spec import spec_or_none
 
-from .providers import DnsError, make_provider
+from .providers import DnsError
 from .records import HostFacts
 from .sync import DnsSync
 
@@ -27,8 +27,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     apply = args.verb == "apply"
     try:
-        provider = make_provider(spec.dns.provider, spec.dns_owner, Path(args.spec).parent)
-        sync = DnsSync(spec, provider)
+        sync = DnsSync.for_spec(spec, Path(args.spec).parent)
+        provider = sync.provider
         states = sync.plan(HostFacts())
         if apply:
             states = sync.apply(states, force=args.force)

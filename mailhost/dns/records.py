@@ -144,8 +144,7 @@ def dmarc_report_authorization(spec: Spec, domain: Domain, facts: HostFacts) -> 
 def host_addresses(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
     if not spec.dns.host_addresses:
         return
-    given = [a for a in (spec.addresses.ipv4, spec.addresses.ipv6) if a]
-    addresses = given or facts.addresses
+    addresses = spec.given_addresses or facts.addresses
     for rdtype, version in (("A", "."), ("AAAA", ":")):
         if addresses is None:
             yield _set(spec, spec.hostname, rdtype, None, "the host's address (read from the host)")

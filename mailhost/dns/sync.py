@@ -15,12 +15,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from mailhost.spec import Spec
 
 from .plan import Record, ZonePlan, diff
-from .providers import DnsError, Provider, WriteUncertain, Zone
+from .providers import DnsError, Provider, WriteUncertain, Zone, make_provider
 from .records import HostFacts, RecordSet, desired_records
 from .signing import SigningReport, report
 
@@ -41,6 +42,12 @@ class DnsSync:
         self.spec = spec
         self.provider = provider
         self._known: set[tuple[str, str]] = set()  # name/type pairs that exist or get a value, in any zone
+
+    @classmethod
+    def for_spec(cls, spec: Spec, base_dir: Path) -> DnsSync:
+        """The sync through the provider the spec names, its credentials read (`base_dir`: the spec's folder);
+        DnsError when one is missing."""
+        return cls(spec, make_provider(spec.dns.provider, spec.dns_owner, base_dir))
 
     def desired_by_zone(self, facts: HostFacts) -> dict[str, list[RecordSet]]:
         by_zone: dict[str, list[RecordSet]] = defaultdict(list)

@@ -70,9 +70,8 @@ def lookup_with(res: dns.resolver.Resolver):
 
 def host_addresses(target: Target, res: dns.resolver.Resolver) -> list[str]:
     """The spec's addresses, else the host name's A/AAAA as the world resolves them."""
-    given = [a for a in (target.spec.addresses.ipv4, target.spec.addresses.ipv6) if a]
-    if given:
-        return given
+    if target.spec.given_addresses:
+        return target.spec.given_addresses
     found = []
     for rdtype in ("A", "AAAA"):
         try:

@@ -19,7 +19,7 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, FunctionCommand, operation
 
 from mailhost import hostinfo
-from mailhost.dns.providers import DnsError, make_provider
+from mailhost.dns.providers import DnsError
 from mailhost.dns.records import HostFacts
 from mailhost.dns.sync import DnsSync, ZoneState
 from mailhost.spec import Spec
@@ -52,7 +52,7 @@ def _publish(state, host, spec: Spec, base_dir: Path, force: bool, final: bool) 
     """Execution time: read the host again, plan again, write. Only the final step insists that every
     value is known."""
     try:
-        sync = DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner, base_dir))
+        sync = DnsSync.for_spec(spec, base_dir)
         states = sync.apply(sync.plan(_facts()), force=force)
         for zone in states:
             for change in zone.plan.changes:
@@ -89,7 +89,7 @@ def publish(spec: Spec, base_dir: Path) -> bool:
         return False
     force = bool(host.data.get("dns_force"))
     try:
-        sync = DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner, base_dir))
+        sync = DnsSync.for_spec(spec, base_dir)
         states = sync.plan(_facts())
         _show(states, sync)
         sync.check(states, force)  # conflicts and unsafe plans stop the deploy here, before any change
