@@ -17,7 +17,7 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import all_packages, base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+from roles import base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
 from roles import verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
@@ -27,15 +27,15 @@ spec = load_spec(spec_path)
 send_without_delay()
 require_supported()  # Debian 13 or 12 on amd64, read from the host; anything else stops here, before any change
 
-dns_pending = dns.publish(spec, spec_path.parent)
-base.apply(spec, all_packages(spec))
+dns_pending = dns.publish(spec)
+base.apply(spec)
 firewall.apply(spec)
 opendkim.apply(spec)
-dns.publish_keys(spec, spec_path.parent, dns_pending)
-certbot.apply(spec, spec_path.parent)
-dovecot.apply(spec, spec_path.parent)
+dns.publish_keys(spec, dns_pending)
+certbot.apply(spec)
+dovecot.apply(spec)
 postfix.apply(spec)
 fail2ban.apply(spec)
 rspamd.apply(spec)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
-    verify.apply(spec, spec_path.parent)
+    verify.apply(spec)

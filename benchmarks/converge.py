@@ -137,7 +137,7 @@ def measure(lab: Lab, release: str) -> dict[str, float]:
                 f"target <= {TARGETS['noop']:.0f} s, 0 changes ({len(noop.changed)} changes)")
             memory_before = memory(one, "before any mail", f"resident set; target <= {TARGETS['memory']} MB")
             start = time.monotonic()
-            report = verify(Target(load_spec(env.spec_path), env.spec_path.parent, ssh_runner(
+            report = verify(Target(load_spec(env.spec_path), ssh_runner(
                 f"root@{one.address}", str(one.ssh_key), ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])))
             row("verify after converge (the deploy's last stage)", f"{time.monotonic() - start:.1f} s",
                 f"{report.counts()}")

@@ -6,7 +6,6 @@ a re-run free of changes.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .passwords import password_hash
 from .spec import Spec
@@ -39,8 +38,8 @@ def sender_logins(spec: Spec) -> list[tuple[str, str]]:
     return sorted((address, ",".join(sorted(users))) for address, users in owners.items())
 
 
-def dovecot_users(spec: Spec, base_dir: Path) -> list[tuple[str, str, int]]:
+def dovecot_users(spec: Spec) -> list[tuple[str, str, int]]:
     """Dovecot's users: (address, scheme-prefixed hash, quota in bytes). The users template writes them as
     passwd-file lines in the installed Dovecot's syntax."""
-    return [(box.address, password_hash(box, base_dir), box.quota or spec.limits.default_quota)
+    return [(box.address, password_hash(box, spec.base_dir), box.quota or spec.limits.default_quota)
             for box in sorted(spec.mailboxes, key=lambda b: b.address)]

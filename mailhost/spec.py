@@ -412,6 +412,8 @@ class Spec:
     firewall: Firewall = doc("nftables firewall", Firewall())
     dns: Dns = doc("DNS records: MX, A/AAAA, SPF, DKIM, DMARC, DNSSEC", Dns())
     verify: Verify = doc("Checks run from outside after the deploy (`mailhost verify`)", Verify())
+    # Not a spec setting: the folder the spec file is in, which the file paths in it are relative to.
+    base_dir: Path = field(default=Path("."), compare=False, metadata={"internal": True})
 
     # Derived views the roles use.
     @property
@@ -518,7 +520,7 @@ class _Builder:
             self.problems.append((path, f"expected a mapping, got {type(value).__name__}"))
             return None
         hints = typing.get_type_hints(tp, include_extras=True)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
+        fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
         for key in value:
             if key not in fields:
                 close = difflib.get_close_matches(str(key), fields, n=1)
@@ -538,7 +540,8 @@ class _Builder:
             return None
 
 
-def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
+def _cross_checks(spec: Spec) -> list[tuple[str, str]]:
+    base_dir = spec.base_dir
     """Rules that span fields: domains exist, no duplicates, exactly one password source..."""
     problems = []
     domains = spec.domain_names
@@ -583,7 +586,7 @@ def _cross_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
     if spec.features.clamav:
         problems.append(("features.clamav", "virus scanning is not supported yet (its signature updates need "
                                             "the ClamAV mirrors); leave it false"))
-    problems += _dns_checks(spec, base_dir)
+    problems += _dns_checks(spec)
     if spec.verify.probe_mailbox and spec.probe_mailbox is None:
         problems.append(("verify.probe_mailbox", f"{spec.verify.probe_mailbox!r} is not a mailbox with "
                                                  "password_env or password_file (verify must log in as it)"))
@@ -605,7 +608,7 @@ _PROVIDER_FIELDS = {"rfc2136": {"server", "port", "tsig_key_file"},
                     "route53": {"aws_profile", "endpoint"}}
 
 
-def _dns_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
+def _dns_checks(spec: Spec) -> list[tuple[str, str]]:
     problems = []
     dns = spec.dns
     for path, spf in [("dns.spf", dns.spf)] + [(f"domains[{i}].spf", d.spf) for i, d in enumerate(spec.domains)]:
@@ -623,7 +626,7 @@ def _dns_checks(spec: Spec, base_dir: Path) -> list[tuple[str, str]]:
         problems.append(("dns.provider.server", "is required for rfc2136 (the primary that takes updates)"))
     for name in ("tsig_key_file", "api_token_file"):
         value = getattr(provider, name)
-        if value and not (base_dir / value).is_file():
+        if value and not (spec.base_dir / value).is_file():
             problems.append((f"dns.provider.{name}", f"{value!r} is not a readable file"))
     if provider.kind == "cloudflare" and not provider.api_token_file and provider.api_token_env not in os.environ:
         problems.append(("dns.provider.api_token_env",
@@ -648,7 +651,8 @@ def parse_spec(data: Any, source: str = "spec", base_dir: Path = Path(".")) -> S
     spec = builder.build_dataclass(Spec, data, "")
     if builder.problems or spec is None:
         raise SpecError(builder.problems, source)
-    problems = _cross_checks(spec, base_dir)
+    spec = dataclasses.replace(spec, base_dir=base_dir)
+    problems = _cross_checks(spec)
     if problems:
         raise SpecError(problems, source)
     return spec
@@ -690,7 +694,7 @@ def _schema(tp: Any) -> dict:
     if dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp, include_extras=True)
         props, required = {}, []
-        for f in dataclasses.fields(tp):
+        for f in (f for f in dataclasses.fields(tp) if not f.metadata.get("internal")):
             prop = _schema(hints[f.name])
             prop["description"] = f.metadata.get("doc", "")
             if f.default is not dataclasses.MISSING and not dataclasses.is_dataclass(f.default):

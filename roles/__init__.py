@@ -1,4 +1,5 @@
-"""One pyinfra role per service. Each role's `apply()` is a `@deploy` in install -> configure -> activate order."""
+"""One pyinfra role per service, each of one shape: `packages(spec)`, what it needs installed, and `apply(spec)`,
+a `@deploy` that configures and activates it (the base role installs every role's packages at once)."""
 
 from mailhost.spec import Spec
 
@@ -6,5 +7,5 @@ from mailhost.spec import Spec
 def all_packages(spec: Spec) -> list[str]:
     """Every Debian package the roles need for `spec`: installed in one apt transaction."""
     from . import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
-    return sorted(set(base.PACKAGES + firewall.PACKAGES + certbot.PACKAGES + opendkim.PACKAGES + rspamd.PACKAGES
-                      + postfix.PACKAGES + dovecot.packages(spec) + fail2ban.PACKAGES))
+    return sorted({package for role in (base, firewall, certbot, opendkim, rspamd, postfix, dovecot, fail2ban)
+                   for package in role.packages(spec)})

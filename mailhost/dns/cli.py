@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from mailhost.spec import spec_or_none
 
@@ -27,7 +26,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     apply = args.verb == "apply"
     try:
-        sync = DnsSync.for_spec(spec, Path(args.spec).parent)
+        sync = DnsSync.for_spec(spec)
         provider = sync.provider
         states = sync.plan(HostFacts())
         if apply:

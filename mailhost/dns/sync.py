@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from mailhost.spec import Spec
@@ -44,10 +43,9 @@ class DnsSync:
         self._known: set[tuple[str, str]] = set()  # name/type pairs that exist or get a value, in any zone
 
     @classmethod
-    def for_spec(cls, spec: Spec, base_dir: Path) -> DnsSync:
-        """The sync through the provider the spec names, its credentials read (`base_dir`: the spec's folder);
-        DnsError when one is missing."""
-        return cls(spec, make_provider(spec.dns.provider, spec.dns_owner, base_dir))
+    def for_spec(cls, spec: Spec) -> DnsSync:
+        """The sync through the provider the spec names, its credentials read; DnsError when one is missing."""
+        return cls(spec, make_provider(spec.dns.provider, spec.dns_owner, spec.base_dir))
 
     def desired_by_zone(self, facts: HostFacts) -> dict[str, list[RecordSet]]:
         by_zone: dict[str, list[RecordSet]] = defaultdict(list)

@@ -33,11 +33,15 @@ DNSSEC_PROBES = ("MX", "TXT")
 
 @dataclass
 class Target:
-    """What verify looks at: the spec (and where its files are), how to reach the host's shell (None:
-    on-host checks are reported as not done), and which resolvers to ask."""
+    """What verify looks at: the spec, how to reach the host's shell (None: on-host checks are reported as
+    not done), and which resolvers to ask."""
     spec: Spec
-    base_dir: Path = Path(".")
     run: host_checks.Run | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Where the spec's files are."""
+        return self.spec.base_dir
 
     @property
     def resolvers(self) -> Sequence[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-from pathlib import Path
 
 from mailhost.spec import spec_or_none
 
@@ -32,7 +31,7 @@ def _verify(args: argparse.Namespace) -> int:
     spec = spec_or_none(args.spec)
     if spec is None:
         return 2
-    target = Target(spec, Path(args.spec).parent)
+    target = Target(spec)
     if not args.no_host:
         addresses = host_addresses(target, resolver(spec.dns.resolvers))  # as the world resolves the host
         target.run = ssh_runner(args.ssh or f"root@{addresses[0] if addresses else spec.hostname}", args.ssh_key,

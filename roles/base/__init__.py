@@ -12,7 +12,9 @@ from pyinfra.operations import apt, files, server, systemd
 
 from mailhost.spec import Spec
 
-PACKAGES = ["systemd-timesyncd", "ca-certificates", "ssl-cert"]
+def packages(spec: Spec) -> list[str]:
+    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
+    return ["systemd-timesyncd", "ca-certificates", "ssl-cert"]
 
 # While the stack is installed, package scripts must not start services: each would start with
 # Debian's default config only to be restarted with ours (OpenDKIM alone takes 1-3 s to stop), and
@@ -49,8 +51,10 @@ class DpkgInterrupted(FactBase):
 
 
 @deploy("base")
-def apply(spec: Spec, packages: list[str]) -> None:
-    """`packages`: the whole stack (`roles.all_packages`), installed together."""
+def apply(spec: Spec) -> None:
+    """Installs the whole stack (`roles.all_packages`) together."""
+    from roles import all_packages  # every role's packages, this one's among them
+    stack = all_packages(spec)
     fqdn = spec.hostname
     server.hostname(name="Hostname is the mail host name", hostname=fqdn)
     # Resolve our own FQDN without DNS, the Debian way (127.0.1.1), so services start offline.
@@ -68,11 +72,11 @@ def apply(spec: Spec, packages: list[str]) -> None:
                                "dpkg --configure -a"])
     # One apt transaction for the whole stack.
     apt.update(name="Package lists are fresh", cache_time=3600)
-    missing = set(packages) - set(host.get_fact(DebPackages))
+    missing = set(stack) - set(host.get_fact(DebPackages))
     policy = host.get_fact(PolicyRcD)
     if missing and policy is None:
         files.put(name="Package scripts start no services", src=StringIO(POLICY), dest=POLICY_RC_D, mode="755")
-    install = apt.packages(name="Mail stack packages", packages=packages, no_recommends=True)
+    install = apt.packages(name="Mail stack packages", packages=stack, no_recommends=True)
     if (missing and policy is None) or policy == "mailhost":
         files.file(name="Package scripts may start services again", path=POLICY_RC_D, present=False)
     # Time sync matters for TLS, DKIM timestamps and DNSSEC. Started here once, as its package script

@@ -6,7 +6,6 @@ A private ACME CA (such as the lab's) is trusted system-wide from `tls.ca_bundle
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -16,7 +15,9 @@ from pyinfra.operations import files, server, systemd
 from mailhost.spec import Spec
 from roles._config import config_file
 
-PACKAGES = ["certbot"]
+def packages(spec: Spec) -> list[str]:
+    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
+    return ["certbot"]
 CA_DEST = "/usr/local/share/ca-certificates/mailhost-private-ca.crt"
 
 
@@ -25,9 +26,9 @@ def live_dir(spec: Spec) -> str:
 
 
 @deploy("certbot")
-def apply(spec: Spec, spec_dir: Path) -> None:
+def apply(spec: Spec) -> None:
     if spec.tls.ca_bundle:
-        ca = files.put(name="Private ACME CA is uploaded", src=str(spec_dir / spec.tls.ca_bundle), dest=CA_DEST,
+        ca = files.put(name="Private ACME CA is uploaded", src=str(spec.base_dir / spec.tls.ca_bundle), dest=CA_DEST,
                        mode="644")
         server.shell(name="Private ACME CA is trusted", commands=["update-ca-certificates"],
                      _if=ca.did_change)

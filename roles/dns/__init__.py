@@ -13,7 +13,6 @@ the host is read again. A converged host makes no write, and the operations repo
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, FunctionCommand, operation
@@ -48,11 +47,11 @@ def _show(states: list[ZoneState], sync: DnsSync) -> None:
             logger.info(f"      {line}")
 
 
-def _publish(state, host, spec: Spec, base_dir: Path, force: bool, final: bool) -> bool:
+def _publish(state, host, spec: Spec, force: bool, final: bool) -> bool:
     """Execution time: read the host again, plan again, write. Only the final step insists that every
     value is known."""
     try:
-        sync = DnsSync.for_spec(spec, base_dir)
+        sync = DnsSync.for_spec(spec)
         states = sync.apply(sync.plan(_facts()), force=force)
         for zone in states:
             for change in zone.plan.changes:
@@ -74,33 +73,33 @@ def _publish(state, host, spec: Spec, base_dir: Path, force: bool, final: bool) 
 
 
 @operation(is_idempotent=True)
-def records(spec: Spec, base_dir: Path, force: bool = False, final: bool = False, write: bool = True):
+def records(spec: Spec, force: bool = False, final: bool = False, write: bool = True):
     """DNS records are published; `write` comes from the plan made while preparing."""
     if not write:
         host.noop("DNS records are published")
         return
-    yield FunctionCommand(_publish, (spec, base_dir, force, final), {})
+    yield FunctionCommand(_publish, (spec, force, final), {})
 
 
-def publish(spec: Spec, base_dir: Path) -> bool:
+def publish(spec: Spec) -> bool:
     """Plan (shown, checked), then publish what is known. True when values only the host can tell
     (a fresh host's DKIM keys) are still to come, for `publish_keys()`."""
     if spec.dns.provider is None:
         return False
     force = bool(host.data.get("dns_force"))
     try:
-        sync = DnsSync.for_spec(spec, base_dir)
+        sync = DnsSync.for_spec(spec)
         states = sync.plan(_facts())
         _show(states, sync)
         sync.check(states, force)  # conflicts and unsafe plans stop the deploy here, before any change
     except DnsError as exc:
         raise SystemExit(f"DNS: {exc}") from None
-    records(name="DNS records are published", spec=spec, base_dir=base_dir, force=force,
+    records(name="DNS records are published", spec=spec, force=force,
             write=any(s.plan.changes for s in states))
     return any(s.plan.pending for s in states)
 
 
-def publish_keys(spec: Spec, base_dir: Path, pending: bool) -> None:
+def publish_keys(spec: Spec, pending: bool) -> None:
     if pending:
-        records(name="DNS records of the new DKIM keys are published", spec=spec, base_dir=base_dir,
+        records(name="DNS records of the new DKIM keys are published", spec=spec,
                 force=bool(host.data.get("dns_force")), final=True)

@@ -8,7 +8,6 @@ hashes are the same in both, so an upgraded host keeps its mail; a systemd drop-
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
@@ -30,7 +29,7 @@ def packages(spec: Spec) -> list[str]:
 
 
 @deploy("dovecot")
-def apply(spec: Spec, spec_dir: Path) -> None:
+def apply(spec: Spec) -> None:
     server.group(name="vmail group", group="vmail", system=True, gid=VMAIL_UID)
     server.user(name="vmail user owns the mail store", user="vmail", group="vmail", uid=VMAIL_UID, system=True,
                 home="/var/vmail", shell="/usr/sbin/nologin", create_home=False)
@@ -40,7 +39,7 @@ def apply(spec: Spec, spec_dir: Path) -> None:
     files.directory(name="Postfix's private queue directory", path="/var/spool/postfix/private", user="postfix",
                     group="root", mode="700")
     v24 = debian_release() >= 13
-    users = config_file(__file__, "/etc/dovecot/users", users=maps.dovecot_users(spec, spec_dir), v24=v24,
+    users = config_file(__file__, "/etc/dovecot/users", users=maps.dovecot_users(spec), v24=v24,
                         mode="640", group="dovecot")
     sieve = config_file(__file__, "/etc/dovecot/sieve/spam-to-junk.sieve")
     server.shell(name="Spam sieve script is compiled", commands=["sievec /etc/dovecot/sieve/spam-to-junk.sieve"],

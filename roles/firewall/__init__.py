@@ -13,7 +13,9 @@ from pyinfra.operations import server, systemd
 from mailhost.spec import Spec
 from roles._config import config_file
 
-PACKAGES = ["nftables"]
+def packages(spec: Spec) -> list[str]:
+    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
+    return ["nftables"]
 LIVE_SNAPSHOT = "/var/lib/mailhost/nftables.live"
 
 

@@ -15,7 +15,9 @@ from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 
-PACKAGES = ["opendkim", "opendkim-tools"]
+def packages(spec: Spec) -> list[str]:
+    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
+    return ["opendkim", "opendkim-tools"]
 KEY_DIR = hostinfo.DKIM_KEY_DIR
 
 

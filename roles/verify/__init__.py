@@ -8,7 +8,6 @@ operations, so it never verifies.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from pyinfra import host, logger, state
 from pyinfra.api import operation
@@ -53,8 +52,8 @@ def _last():
     yield from ()  # an operation is a generator of commands; this one has none
 
 
-def apply(spec: Spec, base_dir: Path) -> None:
+def apply(spec: Spec) -> None:
     if not any(isinstance(h, VerifyAtTheEnd) for h in state.callback_handlers):
         state.add_callback_handler(VerifyAtTheEnd())
-    _TARGETS[host.name] = Target(spec, base_dir)
+    _TARGETS[host.name] = Target(spec)
     _last(name="Verify from outside after the deploy")

@@ -9,7 +9,6 @@ import sys
 import textwrap
 import time
 import uuid
-from email.message import EmailMessage
 
 import dkim
 import dns.flags

@@ -31,7 +31,7 @@ def site(lab, tmp_path_factory):
     spec = load_spec(env.spec_path)
     run = ssh_runner(f"root@{host.address}", str(host.ssh_key),
                      ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
-    env.target = lambda: Target(spec, env.spec_path.parent, run)
+    env.target = lambda: Target(spec, run)
     yield env
     lab.remove_host(host.name)
 

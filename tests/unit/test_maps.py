@@ -52,8 +52,8 @@ def test_users_may_send_as_themselves_and_their_aliases_only(spec):
 
 
 def test_dovecot_users_never_contain_plaintext_and_are_stable(spec, tmp_path):
-    users = maps.dovecot_users(spec, tmp_path)
-    assert users == maps.dovecot_users(spec, tmp_path)  # same on every run: no change on re-run
+    users = maps.dovecot_users(spec)
+    assert users == maps.dovecot_users(spec)  # same on every run: no change on re-run
     text = repr(users)
     assert "s3cret bob" not in text and "carol's" not in text
     assert users[0] == ("alice@example.org", HASH, 2 * 1024 ** 3)
@@ -67,7 +67,7 @@ def test_dovecot_users_never_contain_plaintext_and_are_stable(spec, tmp_path):
                                               (False, "userdb_quota_rule=*:storage=2147483648B")])
 def test_users_file_is_one_passwd_line_per_mailbox_in_the_installed_dovecots_syntax(spec, tmp_path, v24,
                                                                                     quota_field):
-    text = jinja2.Template(USERS_TEMPLATE.read_text()).render(users=maps.dovecot_users(spec, tmp_path), v24=v24)
+    text = jinja2.Template(USERS_TEMPLATE.read_text()).render(users=maps.dovecot_users(spec), v24=v24)
     lines = [line for line in text.splitlines() if line]
     assert len(lines) == 3
     assert lines[0] == f"alice@example.org:{HASH}::::::{quota_field}"
