@@ -19,7 +19,7 @@ from mailhost.verify import lookup_with
 from mailhost.verify.checks.lookup import LookupTimeout
 from mailhost.verify.checks.smtp import (FOREIGN_RCPT, check_auth_before_tls, check_banner, check_dnsbl,
                                          check_open_relay, check_submission_requires_auth, dnsbl_name)
-from mailhost.verify.checks.tls import Mode
+from mailhost.verify.sessions import Mode
 from mailhost.verify.result import Status
 
 # aiosmtpd does not count implicit TLS as TLS for AUTH, so the 465-style server runs with auth_require_tls off,

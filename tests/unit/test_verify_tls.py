@@ -23,7 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mailhost.verify.checks import tls
-from mailhost.verify.checks.tls import ENDPOINTS, Mode, check_tls, endpoints
+from mailhost.verify.checks.tls import ENDPOINTS, check_tls, endpoints
+from mailhost.verify.sessions import Mode
 from mailhost.verify.result import Status
 
 HOST = "mail.example.org"

@@ -5,10 +5,7 @@ the address it came from, DMARC alignment. The probe is deleted afterwards, so v
 
 from __future__ import annotations
 
-import imaplib
-import smtplib
-import socket
-import ssl
+import email.policy
 import time
 import uuid
 from collections.abc import Iterable
@@ -19,6 +16,7 @@ import dkim
 from mailhost.passwords import read_password
 
 from ..result import Result, error, ok, timeout, warn
+from ..sessions import Mode, SessionFailure, open_session, verifying_context
 from .dmarc import dmarc_alignment, parse_dmarc
 from .lookup import Lookup, LookupTimeout, despite_caches
 from .spf import evaluate_spf
@@ -26,48 +24,25 @@ from .spf import evaluate_spf
 TIMEOUT = 30.0
 
 
-def _context(ca_file: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_file)
-
-
-class _Imap(imaplib.IMAP4_SSL):
-    """IMAPS to an address, checking the certificate against the host name (as a mail client would)."""
-
-    def __init__(self, address: str, hostname: str, context: ssl.SSLContext):
-        self._address = address
-        super().__init__(hostname, 993, ssl_context=context, timeout=TIMEOUT)
-
-    def _create_socket(self, timeout):
-        sock = socket.create_connection((self._address, self.port), timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
-
-
 def _send(address: str, hostname: str, ca_file: str | None, user: str, password: str, msg: EmailMessage) -> None:
-    with smtplib.SMTP(timeout=TIMEOUT) as smtp:
-        smtp.connect(address, 587)
-        smtp._host = hostname  # STARTTLS checks the certificate against the host name, not the address
-        smtp.ehlo("verify.mailhost")
-        smtp.starttls(context=_context(ca_file))
-        smtp.ehlo("verify.mailhost")
+    """Through submission with STARTTLS, as a mail client sends (the certificate checked against the name)."""
+    with open_session(address, 587, Mode.SMTP_STARTTLS, hostname, verifying_context(ca_file), TIMEOUT) as smtp:
         smtp.login(user, password)
-        smtp.send_message(msg)
+        smtp.send_message(user, [user], msg.as_bytes(policy=email.policy.SMTP))
 
 
 def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: str, password: str,
                       subject: str) -> bytes | None:
+    """The probe read back over IMAPS, then deleted; None if it has not arrived within TIMEOUT."""
     deadline = time.monotonic() + TIMEOUT
-    with _Imap(address, hostname, _context(ca_file)) as imap:
+    with open_session(address, 993, Mode.IMAP_TLS, hostname, verifying_context(ca_file), TIMEOUT) as imap:
         imap.login(user, password)
         while True:
-            imap.select("INBOX")
-            _, found = imap.search(None, "SUBJECT", f'"{subject}"')
-            if found[0]:
-                number = found[0].split()[-1]
-                _, data = imap.fetch(number, "(RFC822)")
-                for n in found[0].split():
-                    imap.store(n, "+FLAGS", "\\Deleted")
-                imap.expunge()
-                return data[0][1]
+            found = imap.search_subject("INBOX", subject)
+            if found:
+                raw = imap.fetch(found[-1])
+                imap.delete(found)
+                return raw
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.5)
@@ -90,12 +65,16 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
         password = read_password(box, target.base_dir)
         _send(address, spec.hostname, target.ca_file, user, password, msg)
         raw = _fetch_and_delete(address, spec.hostname, target.ca_file, user, password, subject)
-    except (TimeoutError, socket.timeout):
-        yield timeout("mail.probe", user, "sending or reading the probe")
+    except SessionFailure as failure:
+        if isinstance(failure.cause, TimeoutError):
+            yield timeout("mail.probe", user, f"sending or reading the probe ({failure.step})")
+        else:
+            yield error("mail.probe", user, f"the probe could not be sent or read: {failure}",
+                        "see the tls.* and smtp.* results; check the mailbox's password")
         return
-    except (OSError, smtplib.SMTPException, imaplib.IMAP4.error, ssl.SSLError) as exc:
-        yield error("mail.probe", user, f"the probe could not be sent or read: {exc}",
-                    "see the tls.* and smtp.* results; check the mailbox's password")
+    except OSError as exc:  # the password file
+        yield error("mail.probe", user, f"the probe mailbox's password could not be read: {exc.strerror}",
+                    "check its password_file")
         return
     if raw is None:
         yield error("mail.probe", user, f"the probe was accepted but not delivered within {TIMEOUT:.0f}s",

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from mailhost.verify.checks.lookup import Lookup, LookupTimeout
-from mailhost.verify.checks.tls import Mode, Reply, SessionFailure, SmtpSession, open_session, unverified_context
+from mailhost.verify.sessions import Mode, Reply, SessionFailure, SmtpSession, open_session, unverified_context
 # `timeout` is a parameter here (seconds), so the Result helper goes by another name.
 from mailhost.verify.result import Result, error, ok, warn
 from mailhost.verify.result import timeout as timed_out
