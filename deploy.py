@@ -17,8 +17,8 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dns, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
-from roles import verify
+from roles import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+from stages import dns, verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
 

@@ -8,8 +8,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 IMPORT_ALL = """
 import importlib, pkgutil, sys
-import mailhost, roles
-for package in (mailhost, roles):
+import mailhost, roles, stages
+for package in (mailhost, roles, stages):
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(module.name)
 print(" ".join(sorted(name for name in sys.modules if name.split(".")[0] in ("lab", "moto", "aiosmtpd"))))
