@@ -3,6 +3,7 @@ step becomes a Result. Each protocol is a subclass in a module of its own."""
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import ssl
@@ -90,6 +91,11 @@ class SessionFailure(Exception):
             return error(check, subject, f"port closed or filtered: {describe(cause)}",
                          "make sure the service listens on this port and the firewall lets it through")
         return error(check, subject, f"connection lost during {step}: {describe(cause)}")
+
+
+def sasl_plain(user: str, password: str) -> str:
+    """The SASL PLAIN initial response (RFC 4616), base64: SMTP AUTH and IMAP AUTHENTICATE send the same."""
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
 
 
 def describe(exc: BaseException) -> str:

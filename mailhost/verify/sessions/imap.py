@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import re
 import ssl
 
-from .base import ProtocolError, Reply, Session, SessionFailure
+from .base import ProtocolError, Reply, Session, SessionFailure, sasl_plain
 
 
 class ImapSession(Session):
@@ -62,8 +61,8 @@ class ImapSession(Session):
 
     def login(self, user: str, password: str) -> None:
         """AUTHENTICATE PLAIN with an initial response (RFC 4959): any password, no quoting rules to get wrong."""
-        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        self.expect(self.command(f"AUTHENTICATE PLAIN {token}", "AUTHENTICATE"), "OK", "AUTHENTICATE")
+        self.expect(self.command(f"AUTHENTICATE PLAIN {sasl_plain(user, password)}", "AUTHENTICATE"), "OK",
+                    "AUTHENTICATE")
 
     def search_subject(self, mailbox: str, subject: str) -> list[str]:
         """The UIDs of the messages in `mailbox` whose subject contains `subject` (ASCII, no quotes)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import re
 import ssl
 
-from .base import HELO_NAME, ProtocolError, Reply, Session
+from .base import HELO_NAME, ProtocolError, Reply, Session, sasl_plain
 
 
 class SmtpSession(Session):
@@ -49,8 +48,7 @@ class SmtpSession(Session):
 
     def login(self, user: str, password: str) -> None:
         """AUTH PLAIN (RFC 4954), as a mail client does once TLS is up; the step names never hold the secret."""
-        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
-        self.expect(self.command(f"AUTH PLAIN {token}", "AUTH"), "235", "AUTH")
+        self.expect(self.command(f"AUTH PLAIN {sasl_plain(user, password)}", "AUTH"), "235", "AUTH")
 
     def send_message(self, sender: str, recipients: list[str], message: bytes) -> None:
         """MAIL, RCPT, DATA; `message` with CRLF line ends (email.policy.SMTP), dot-stuffed here."""
