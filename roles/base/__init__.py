@@ -12,9 +12,11 @@ from pyinfra.operations import apt, files, server, systemd
 
 from mailhost.spec import Spec
 
+
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["systemd-timesyncd", "ca-certificates", "ssl-cert"]
+
 
 # While the stack is installed, package scripts must not start services: each would start with
 # Debian's default config only to be restarted with ours (OpenDKIM alone takes 1-3 s to stop), and

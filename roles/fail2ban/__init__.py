@@ -10,6 +10,7 @@ from pyinfra.operations.util import any_changed
 from mailhost.spec import Spec
 from roles._config import config_file
 
+
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["fail2ban", "python3-systemd", "whois"]

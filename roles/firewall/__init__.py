@@ -13,9 +13,12 @@ from pyinfra.operations import server, systemd
 from mailhost.spec import Spec
 from roles._config import config_file
 
+
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["nftables"]
+
+
 LIVE_SNAPSHOT = "/var/lib/mailhost/nftables.live"
 
 

@@ -7,7 +7,7 @@ regenerates an existing key. The public halves are a fact (`DkimPublicKeys`) for
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import FactBase, deploy, operation
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
@@ -15,9 +15,12 @@ from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 
+
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["opendkim", "opendkim-tools"]
+
+
 KEY_DIR = hostinfo.DKIM_KEY_DIR
 
 
@@ -53,27 +56,33 @@ class DkimKeyFiles(FactBase):
         return dict(line.split(" ", 1) for line in output if " " in line)
 
 
+def make_keys_command(missing: list[tuple[str, str]], bits: int) -> StringCommand:
+    """One job per key, as many at once as the host has cores; each key made in a scratch directory and
+    renamed into place. Domain and selector reach the shell quoted (validated names, quoted all the same)."""
+    jobs = [QuoteString(f"{d}/{s}") for d, s in missing]
+    return StringCommand(
+        f"install -d -m 750 -o opendkim -g opendkim {KEY_DIR} && rm -rf {KEY_DIR}/.new.* && for job in", *jobs,
+        f"; do echo \"$job\"; done | xargs -P $(nproc) -I JOB sh -ec 'd=${{1%/*}}; s=${{1#*/}}; "
+        f"t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); opendkim-genkey -b {int(bits)} -h sha256 -d \"$d\" -s \"$s\" "
+        f"-D \"$t\"; install -d -m 750 -o opendkim -g opendkim \"{KEY_DIR}/$d\"; "
+        f"chown opendkim:opendkim \"$t/$s.private\"; chmod 600 \"$t/$s.private\"; "
+        f"mv \"$t/$s.private\" \"{KEY_DIR}/$d/$s.private\"; rm -rf \"$t\"' sh JOB")
+
+
 @operation(is_idempotent=True)
 def signing_keys_exist(keys: list[tuple[str, str]], bits: int):
     """Every (domain, selector) has its key, made on the host; directories 0750 and keys 0600, owned by
     opendkim. One operation for all domains: a key is a few hundred ms of CPU, made in parallel, and
-    each made in a scratch directory and renamed into place, so an interrupted run leaves no half key."""
+    renamed into place when whole, so an interrupted run leaves no half key."""
     present = host.get_fact(DkimKeyFiles)
     wanted = {KEY_DIR: "750", **{f"{KEY_DIR}/{d}": "750" for d, _ in keys}, **{key_path(d, s): "600" for d, s in keys}}
     missing = [(d, s) for d, s in keys if key_path(d, s) not in present]
     if missing:
-        jobs = " ".join(f"{d}/{s}" for d, s in missing)
-        # One job per key, as many at once as the host has cores.
-        yield (f"install -d -m 750 -o opendkim -g opendkim {KEY_DIR} && rm -rf {KEY_DIR}/.new.* && "
-               f"for job in {jobs}; do echo $job; done | "
-               f"xargs -P $(nproc) -I JOB sh -ec 'd=${{1%/*}}; s=${{1#*/}}; t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); "
-               f"opendkim-genkey -b {bits} -h sha256 -d $d -s $s -D $t; "
-               f"install -d -m 750 -o opendkim -g opendkim {KEY_DIR}/$d; chown opendkim:opendkim $t/$s.private; "
-               f"chmod 600 $t/$s.private; mv $t/$s.private {KEY_DIR}/$d/$s.private; rm -rf $t' sh JOB")
+        yield make_keys_command(missing, bits)
     wrong = [path for path, mode in wanted.items()
              if path in present and present[path] != f"{mode} opendkim opendkim"]
     for path in wrong:
-        yield f"chown opendkim:opendkim {path} && chmod {wanted[path]} {path}"
+        yield StringCommand("chown opendkim:opendkim", QuoteString(path), "&& chmod", wanted[path], QuoteString(path))
     if not missing and not wrong:
         host.noop("every DKIM key exists, private to opendkim")
 

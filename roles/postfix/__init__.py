@@ -13,9 +13,12 @@ from mailhost.spec import Spec
 from roles._config import StagedConfig, config_file
 from roles.certbot import live_dir
 
+
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["postfix"]
+
+
 MAPS = {
     "/etc/postfix/virtual_mailboxes": maps.virtual_mailboxes,
     "/etc/postfix/virtual_aliases": maps.virtual_aliases,

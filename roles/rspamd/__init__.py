@@ -10,9 +10,12 @@ from pyinfra.operations.util import any_changed
 from mailhost.spec import Spec
 from roles._config import config_file
 
+
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["rspamd", "redis-server"]
+
+
 LOCAL_D = ["redis.conf", "actions.conf", "milter_headers.conf", "dkim_signing.conf",
            "greylist.conf", "options.inc", "worker-proxy.inc", "worker-controller.inc", "worker-normal.inc"]
 
