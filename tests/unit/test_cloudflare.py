@@ -321,6 +321,27 @@ def test_missing_token_fails_before_any_request(fake, spec, monkeypatch, tmp_pat
     assert provider.zone("example.org").name == "example.org"
 
 
+@pytest.mark.parametrize("bad", ["tok-en\nsecond-line-0123", "toké-0123456789", "two words 0123456789",
+                                 "tab\tsecret-0123456789", "nul\0secret-0123456789"])
+def test_a_malformed_token_is_refused_unshown_before_any_request(fake, spec, monkeypatch, tmp_path, bad):
+    """A token with a line break, space or non-ASCII character would reach an HTTP header, and the HTTP
+    library's error would carry it whole: refused first, from the environment or from a file, unshown."""
+    the_spec = spec()
+    if "\0" not in bad:  # an environment variable cannot hold a NUL
+        monkeypatch.setenv(TOKEN_ENV, bad)
+    (tmp_path / "cf.token").write_text(bad + "\n")
+    from_file = spec(provider={"kind": "cloudflare", "endpoint": fake.url, "api_token_file": "cf.token"},
+                     base_dir=tmp_path)
+    sources = [(the_spec.dns.provider, "api_token_env")] * ("\0" not in bad) + [
+        (from_file.dns.provider, "api_token_file")]
+    for config, where in sources:
+        with pytest.raises(DnsError, match=f"dns.provider.{where}.*holds more than the API token") as caught:
+            make_provider(config, OWNER, tmp_path)
+        shown = "".join(traceback.format_exception(caught.value))
+        assert not any(part in shown for part in bad.replace("\0", " ").split() if len(part) > 4), shown
+    assert sum(fake.requests.values()) == 0
+
+
 def test_unknown_zone_stops_the_run_before_any_write(fake, spec, keys):
     with pytest.raises(ZoneNotFound, match="zone 'example.net' not found in the Cloudflare account"):
         run(spec(domains=("example.org", "example.net")), facts(keys))

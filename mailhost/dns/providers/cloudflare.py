@@ -68,18 +68,28 @@ class CloudflareProvider(Provider):
             path = self.base_dir / self.config.api_token_file
             where = f"dns.provider.api_token_file: {str(path)!r}"
             try:
-                token = path.read_text().strip()
+                token = path.read_text(encoding="utf-8", errors="replace").strip()
             except OSError as exc:
                 raise DnsError(f"{where} cannot be read ({exc.strerror})") from None
             if not token:
                 raise DnsError(f"{where} is empty (it should hold the Cloudflare API token)")
-            return token, f"the file {path}"
+            return self._checked(token, where), f"the file {path}"
         name = self.config.api_token_env
         token = os.environ.get(name, "").strip()
         if not token:
             raise DnsError(f"dns.provider.api_token_env: environment variable {name} is not set (the Cloudflare "
                            f"API token, with Zone.DNS edit and Zone.DNSSEC edit permissions)")
-        return token, f"the environment variable {name}"
+        return self._checked(token, f"dns.provider.api_token_env: environment variable {name}"), \
+            f"the environment variable {name}"
+
+    @staticmethod
+    def _checked(token: str, where: str) -> str:
+        """A token goes into an HTTP header: one that is not a single printable ASCII word would make the
+        HTTP library fail with the whole header, token included, in its message. Refused here, unshown."""
+        if not all("!" <= c <= "~" for c in token):
+            raise DnsError(f"{where} holds more than the API token (a space, line break, control or non-ASCII "
+                           "character); it should hold the token alone")
+        return token
 
     def _client(self, token: str, http: httpx.Client, max_retries: int) -> Cloudflare:
         client = Cloudflare(api_token=token, base_url=self.config.endpoint or "https://api.cloudflare.com/client/v4",
