@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
+import time
 
 from mailhost.spec import spec_or_none
 
@@ -12,18 +14,32 @@ from . import Target, host_addresses, verify
 from .checks.dns import resolver
 
 
+# ssh's own failures to reach the host (exit 255), which another try may not meet; a refused login is not one.
+UNREACHED = re.compile(r"connect to host|Connection (timed out|refused|reset|closed)|banner exchange|"
+                       r"kex_exchange_identification")
+SSH_TRIES = 3
+
+
 def ssh_runner(target: str, key: str | None, options: list[str]):
-    """Run a shell command on the host over SSH; its stdout (on-host checks read, never write)."""
+    """Run a shell command on the host over SSH; its stdout (on-host checks read, never write). A connection
+    that fails before it starts is tried again (each on-host check is its own connection, and one lost
+    SYN should not turn the report red); after SSH_TRIES the error says what ssh said."""
     base = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
     base += ["-i", key] if key else []
     for option in options:
         base += ["-o", option]
 
     def run(command: str) -> str:
-        done = subprocess.run([*base, target, command], capture_output=True, text=True, timeout=60)
-        if done.returncode == 255:
-            raise OSError(f"ssh {target}: {done.stderr.strip()}")
-        return done.stdout
+        attempt = 1
+        while True:
+            done = subprocess.run([*base, target, command], capture_output=True, text=True, timeout=60)
+            if done.returncode != 255:
+                return done.stdout
+            if attempt == SSH_TRIES or not UNREACHED.search(done.stderr):
+                raise OSError(f"ssh {target}: {done.stderr.strip()}"
+                              + (f" (tried {attempt} times)" if attempt > 1 else ""))
+            time.sleep(attempt)
+            attempt += 1
     return run
 
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from mailhost.verify.cli import ssh_runner
 from mailhost.verify.report import Report, group_of, split_subject
 from mailhost.verify.result import Result, Status, error, ok, timeout, warn
 
@@ -169,3 +170,10 @@ def test_summary_counts_and_plurals():
     assert Report([]).summary() == "0 ok, 0 warnings, 0 errors"
     assert Report([ok("a", "x.org", "m"), error("b", "x.org", "m"), error("c", "x.org", "m")]).summary() == \
         "1 ok, 0 warnings, 2 errors"
+
+
+def test_ssh_runner_tries_again_when_the_host_is_not_reached():
+    """One lost connection does not turn the report red; the last error still says what ssh said."""
+    run = ssh_runner("root@127.0.0.1", None, ["Port=1", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
+    with pytest.raises(OSError, match=r"ssh root@127.0.0.1: .*Connection refused.* \(tried 3 times\)"):
+        run("true")
