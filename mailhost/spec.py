@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import os
 import re
+import stat
 import sys
 import types
 import typing
@@ -34,6 +35,20 @@ class SpecError(ValueError):
 
 
 # -- value checks: each turns a raw YAML value into a checked one or raises ValueError ----------------
+def _show(value: Any, limit: int = 60) -> str:
+    """A value as an error message quotes it: repr, cut short (a message never repeats a huge value)."""
+    return _cut(repr(value), limit)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text)} characters)"
+
+
+def _control_free(value: str) -> bool:
+    """No control characters (line breaks, NUL, escapes): every string ends up in a file or a command."""
+    return not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or c in "\u2028\u2029" for c in value)
+
+
 class Check:
     schema: dict = {}
 
@@ -41,17 +56,17 @@ class Check:
         raise NotImplementedError
 
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def _domain(value: str, what: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a valid {what}: expected a string")
+        raise ValueError(f"{_show(value)} is not a valid {what}: expected a string")
     name = value.lower().rstrip(".")
     labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels) \
+    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels) \
             or labels[-1].isdigit():
-        raise ValueError(f"{value!r} is not a valid {what}")
+        raise ValueError(f"{_show(value)} is not a valid {what}")
     return name
 
 
@@ -74,15 +89,17 @@ class Email(Check):
 
     def __call__(self, value):
         if not isinstance(value, str) or value.count("@") != 1:
-            raise ValueError(f"{value!r} is not a valid email address")
+            raise ValueError(f"{_show(value)} is not a valid email address")
         local, domain = value.split("@")
-        if not local or not re.match(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$", local) or local.startswith(".") \
+        # RFC 5321's dot-atom, at most 64 octets; no leading '#' (a comment line in Postfix's maps).
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}", local) or local.startswith((".", "#")) \
                 or local.endswith(".") or ".." in local:
-            raise ValueError(f"{value!r} is not a valid email address (local part)")
+            raise ValueError(f"{_show(value)} is not a valid email address (local part: at most 64 letters, digits "
+                             "and !#$%&'*+/=?^_`{|}~.-, not starting with '#' or '.')")
         try:
             return f"{local.lower()}@{_domain(domain, 'domain name')}"
         except ValueError:
-            raise ValueError(f"{value!r} is not a valid email address (domain)") from None
+            raise ValueError(f"{_show(value)} is not a valid email address (domain)") from None
 
 
 class AliasSource(Check):
@@ -99,26 +116,36 @@ class Size(Check):
     """Bytes, or a number with K, M, G (powers of 1024)."""
     schema = {"type": ["string", "integer"], "pattern": r"^[0-9]+[KMGkmg]?$"}
 
+    MAX = 2 ** 50  # a petabyte: beyond any mailbox or message, and within every daemon's integers
+
     def __call__(self, value):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        m = re.match(r"^([0-9]+)\s*([KMG]?)i?B?$", str(value).strip(), re.I)
-        if isinstance(value, bool) or not m or int(m[1]) == 0:
-            raise ValueError(f"{value!r} is not a size (use e.g. 25M, 2G or a number of bytes)")
-        return int(m[1]) * 1024 ** " KMG".index((m[2] or " ").upper())
+        if isinstance(value, int) and not isinstance(value, bool):
+            size = value
+        else:
+            m = re.fullmatch(r"([0-9]{1,16})\s*([KMG]?)i?B?", str(value).strip(), re.I)
+            size = int(m[1]) * 1024 ** " KMG".index((m[2] or " ").upper()) if m and not isinstance(value, bool) else 0
+        if not 0 < size <= self.MAX:
+            raise ValueError(f"{_show(value)} is not a size (use e.g. 25M, 2G or a number of bytes)")
+        return size
 
 
 class Duration(Check):
     """Seconds, or a number with s, m, h, d, w."""
     schema = {"type": ["string", "integer"], "pattern": r"^[0-9]+[smhdw]?$"}
 
+    MAX = 2 ** 31 - 1  # DNS TTLs (RFC 2181) and Fail2Ban's times are 31-bit
+
     def __call__(self, value):
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        m = re.match(r"^([0-9]+)([smhdw]?)$", str(value).strip())
-        if isinstance(value, bool) or not m or int(m[1]) == 0:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 10m, 1h, 7d or seconds)")
-        return int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m[2]]
+        if isinstance(value, int) and not isinstance(value, bool):
+            seconds = value
+        else:
+            m = re.fullmatch(r"([0-9]{1,12})([smhdw]?)", str(value).strip())
+            seconds = int(m[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m[2]] \
+                if m and not isinstance(value, bool) else 0
+        if not 0 < seconds <= self.MAX:
+            raise ValueError(f"{_show(value)} is not a duration (use e.g. 10m, 1h, 7d or seconds, "
+                             f"at most {self.MAX})")
+        return seconds
 
 
 class Port(Check):
@@ -126,7 +153,7 @@ class Port(Check):
 
     def __call__(self, value):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise ValueError(f"{value!r} is not a port number (1-65535)")
+            raise ValueError(f"{_show(value)} is not a port number (1-65535)")
         return value
 
 
@@ -136,12 +163,14 @@ class IPAddress(Check):
         self.schema = {"type": "string", "format": f"ipv{version}"} if version else {"type": "string"}
 
     def __call__(self, value):
+        if "%" in str(value):
+            raise ValueError(f"{_show(value)}: a scope id (%...) means nothing outside one host's links")
         try:
             address = ipaddress.ip_address(str(value))
         except ValueError:
-            raise ValueError(f"{value!r} is not an IP{f'v{self.version}' if self.version else ''} address") from None
+            raise ValueError(f"{_show(value)} is not an IP{f'v{self.version}' if self.version else ''} address") from None
         if self.version and address.version != self.version:
-            raise ValueError(f"{value!r} is not an IPv{self.version} address")
+            raise ValueError(f"{_show(value)} is not an IPv{self.version} address")
         return str(address)
 
 
@@ -149,30 +178,33 @@ class Network(Check):
     schema = {"type": "string"}
 
     def __call__(self, value):
+        if "%" in str(value):
+            raise ValueError(f"{_show(value)}: a scope id (%...) means nothing outside one host's links")
         try:
             return str(ipaddress.ip_network(str(value), strict=False))
         except ValueError:
-            raise ValueError(f"{value!r} is not an address or network (e.g. 192.0.2.0/24)") from None
+            raise ValueError(f"{_show(value)} is not an address or network (e.g. 192.0.2.0/24)") from None
 
 
 class HttpsUrl(Check):
     schema = {"type": "string", "format": "uri", "pattern": "^https://"}
 
     def __call__(self, value):
-        if not isinstance(value, str) or not re.match(r"^https://[^\s/]+(/\S*)?$", value):
-            raise ValueError(f"{value!r} is not an https:// URL")
+        if not isinstance(value, str) or not re.fullmatch(r"https://[!-.0-~]+(/[!-~]*)?", value):
+            raise ValueError(f"{_show(value)} is not an https:// URL")
         return value
 
 
 class PasswordHash(Check):
     """A Dovecot password hash with its scheme prefix, e.g. {ARGON2ID}$argon2id$... or {SHA512-CRYPT}$6$..."""
-    schema = {"type": "string", "pattern": r"^\{[A-Z0-9.-]+\}\S+$"}
+    schema = {"type": "string", "pattern": r"^\{[A-Z0-9.-]+\}[A-Za-z0-9./$=,+-]+$"}
     STRONG = ("ARGON2ID", "ARGON2I", "BLF-CRYPT", "SHA512-CRYPT", "SHA256-CRYPT")
 
     def __call__(self, value):
-        m = re.match(r"^\{([A-Z0-9.-]+)\}(\S+)$", value) if isinstance(value, str) else None
-        if not m:
-            raise ValueError("is not a password hash: expected {SCHEME}hash as printed by `doveadm pw`")
+        m = re.fullmatch(r"\{([A-Z0-9.-]+)\}([A-Za-z0-9./$=,+-]+)", value) if isinstance(value, str) else None
+        if not m:  # the value is not shown: it may be a password typed in the wrong field
+            raise ValueError("is not a password hash: expected {SCHEME}hash as printed by `doveadm pw` (letters, "
+                             "digits and ./$=,+- after the scheme)")
         if m[1] not in self.STRONG:
             raise ValueError(f"scheme {m[1]} is too weak; use one of {', '.join(self.STRONG)}")
         return value
@@ -182,8 +214,10 @@ class EnvName(Check):
     schema = {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}
 
     def __call__(self, value):
-        if not isinstance(value, str) or not re.match(self.schema["pattern"], value):
-            raise ValueError(f"{value!r} is not an environment variable name")
+        if not isinstance(value, str) or not re.fullmatch(self.schema["pattern"], value):
+            # Not shown: a password or token typed here instead of the variable's name would be printed.
+            raise ValueError("is not an environment variable name (letters, digits and _): it names the variable "
+                             "that holds the secret, not the secret itself")
         return value
 
 
@@ -191,8 +225,8 @@ class DnsLabel(Check):
     schema = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9-]{0,62}$"}
 
     def __call__(self, value):
-        if not isinstance(value, str) or not _LABEL.match(value.lower()):
-            raise ValueError(f"{value!r} is not a DNS label (letters, digits, '-')")
+        if not isinstance(value, str) or not _LABEL.fullmatch(value.lower()):
+            raise ValueError(f"{_show(value)} is not a DNS label (letters, digits, '-')")
         return value.lower()
 
 
@@ -209,8 +243,8 @@ class Url(Check):
     schema = {"type": "string", "format": "uri", "pattern": "^https?://"}
 
     def __call__(self, value):
-        if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
-            raise ValueError(f"{value!r} is not an http(s):// URL")
+        if not isinstance(value, str) or not re.fullmatch(r"https?://[!-.0-~]+(/[!-~]*)?", value):
+            raise ValueError(f"{_show(value)} is not an http(s):// URL")
         return value.rstrip("/")
 
 
@@ -220,12 +254,25 @@ class RecordKey(Check):
 
     def __call__(self, value):
         parts = value.split() if isinstance(value, str) else []
-        if len(parts) != 2 or not re.match(r"^[A-Za-z][A-Za-z0-9]*$", parts[1]):
-            raise ValueError(f"{value!r} is not 'NAME TYPE' (e.g. 'example.org MX')")
+        if len(parts) != 2 or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", parts[1]):
+            raise ValueError(f"{_show(value)} is not 'NAME TYPE' (e.g. 'example.org MX')")
         name = parts[0].lower().rstrip(".")
-        if not all(re.match(r"^(\*|_?[a-z0-9-]{1,62})$", label) for label in name.split(".")) or "." not in name:
-            raise ValueError(f"{value!r}: {parts[0]!r} is not a record name")
+        if not all(re.fullmatch(r"\*|_?[a-z0-9-]{1,62}", label) for label in name.split(".")) or "." not in name:
+            raise ValueError(f"{_show(value)}: {_show(parts[0])} is not a record name")
         return f"{name.lower().rstrip('.')} {parts[1].upper()}"
+
+
+class Count(Check):
+    """A whole number from `minimum` up."""
+
+    def __init__(self, minimum: int):
+        self.minimum = minimum
+        self.schema = {"type": "integer", "minimum": minimum, "maximum": 2 ** 31 - 1}
+
+    def __call__(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or not self.minimum <= value <= 2 ** 31 - 1:
+            raise ValueError(f"{_show(value)} is not a whole number from {self.minimum}")
+        return value
 
 
 class Percent(Check):
@@ -233,7 +280,7 @@ class Percent(Check):
 
     def __call__(self, value):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-            raise ValueError(f"{value!r} is not a percentage (0-100)")
+            raise ValueError(f"{_show(value)} is not a percentage (0-100)")
         return value
 
 
@@ -310,7 +357,7 @@ class Fail2ban:
     enabled: bool = doc("Ban sources of repeated failed logins", True)
     bantime: Annotated[int, Duration()] = doc("How long a ban lasts", 3600)
     findtime: Annotated[int, Duration()] = doc("Window in which failures are counted", 600)
-    maxretry: int = doc("Failures within findtime that trigger a ban", 5)
+    maxretry: Annotated[int, Count(1)] = doc("Failures within findtime that trigger a ban", 5)
     ignore: list[Annotated[str, Network()]] = doc("Addresses/networks never banned", [])
 
 
@@ -393,8 +440,8 @@ class Verify:
         "Foreign address of a domain that receives mail, used to ask the host to relay (RCPT only: no message is "
         "ever sent). Servers refuse a recipient domain without MX before their relay rule is even reached, so "
         "it must be real.", "postmaster@gmail.com")
-    cert_min_days: int = doc("Warn when a certificate expires within this many days", 14)
-    rrsig_min_days: int = doc("Warn when DNSSEC signatures expire within this many days", 3)
+    cert_min_days: Annotated[int, Count(0)] = doc("Warn when a certificate expires within this many days", 14)
+    rrsig_min_days: Annotated[int, Count(0)] = doc("Warn when DNSSEC signatures expire within this many days", 3)
 
 
 @dataclass(frozen=True)
@@ -497,9 +544,9 @@ class _Builder:
             except ValueError as exc:
                 self.problems.append((path, str(exc)))
                 return None
-        if origin is Literal:
-            if value not in typing.get_args(tp) or isinstance(value, bool) != isinstance(typing.get_args(tp)[0], bool):
-                self.problems.append((path, f"{value!r} is not {_describe(tp)}"))
+        if origin is Literal:  # of the very type: 2048.0 or true is not 2048 or 1
+            if not any(type(value) is type(arg) and value == arg for arg in typing.get_args(tp)):
+                self.problems.append((path, f"{_show(value)} is not {_describe(tp)}"))
             return value
         if origin is list:
             if not isinstance(value, list):
@@ -511,7 +558,9 @@ class _Builder:
             return self.build_dataclass(tp, value, path)
         if tp is bool or tp is int or tp is str:
             if type(value) is not tp:
-                self.problems.append((path, f"expected {_describe(tp)}, got {value!r}"))
+                self.problems.append((path, f"expected {_describe(tp)}, got {_show(value)}"))
+            elif tp is str and not _control_free(value):
+                self.problems.append((path, f"{_show(value)} holds a line break or another control character"))
             return value
         raise TypeError(f"spec field type {tp} is not supported")  # a bug in this module, not in the spec
 
@@ -547,7 +596,7 @@ def _cross_checks(spec: Spec) -> list[tuple[str, str]]:
     domains = spec.domain_names
     for i, name in enumerate(domains):
         if name in domains[:i]:
-            problems.append((f"domains[{i}].name", f"{name!r} is listed twice"))
+            problems.append((f"domains[{i}].name", f"{_show(name)} is listed twice"))
     if not spec.domains:
         problems.append(("domains", "needs at least one domain"))
     if not spec.mailboxes:
@@ -556,10 +605,10 @@ def _cross_checks(spec: Spec) -> list[tuple[str, str]]:
     for i, box in enumerate(spec.mailboxes):
         path = f"mailboxes[{i}]"
         if box.address in seen:
-            problems.append((f"{path}.address", f"{box.address!r} is listed twice"))
+            problems.append((f"{path}.address", f"{_show(box.address)} is listed twice"))
         seen.add(box.address)
         if box.address.split("@")[1] not in domains:
-            problems.append((f"{path}.address", f"{box.address!r} is not in one of the mail domains "
+            problems.append((f"{path}.address", f"{_show(box.address)} is not in one of the mail domains "
                                                 f"({', '.join(domains)})"))
         sources = [s for s in ("password_hash", "password_env", "password_file") if getattr(box, s)]
         if len(sources) != 1:
@@ -567,40 +616,104 @@ def _cross_checks(spec: Spec) -> list[tuple[str, str]]:
                                    + (f" (has {', '.join(sources)})" if sources else "")))
         elif box.password_env and box.password_env not in os.environ:
             problems.append((f"{path}.password_env", f"environment variable {box.password_env} is not set"))
-        elif box.password_file and not (base_dir / box.password_file).is_file():
-            problems.append((f"{path}.password_file", f"{box.password_file!r} is not a readable file"))
+        elif box.password_env:
+            if problem := _password_problem(os.environ[box.password_env]):
+                problems.append((f"{path}.password_env", f"environment variable {box.password_env} {problem}"))
+        elif box.password_file:
+            problem = _file_problem(base_dir / box.password_file)
+            if problem is None:
+                problem = _password_problem((base_dir / box.password_file).read_text().rstrip("\n"))
+            if problem:
+                problems.append((f"{path}.password_file", f"{_show(box.password_file)} {problem}"))
     for i, alias in enumerate(spec.aliases):
         path = f"aliases[{i}]"
         if alias.source.split("@")[1] not in domains:
-            problems.append((f"{path}.source", f"{alias.source!r} is not in one of the mail domains"))
+            problems.append((f"{path}.source", f"{_show(alias.source)} is not in one of the mail domains"))
         if alias.source in seen:
-            problems.append((f"{path}.source", f"{alias.source!r} is also a mailbox"))
+            problems.append((f"{path}.source", f"{_show(alias.source)} is also a mailbox"))
         if not alias.destinations:
             problems.append((f"{path}.destinations", "needs at least one destination"))
     sources = [a.source for a in spec.aliases]
     for i, source in enumerate(sources):
         if source in sources[:i]:
-            problems.append((f"aliases[{i}].source", f"{source!r} is listed twice"))
-    if spec.tls.ca_bundle and not (base_dir / spec.tls.ca_bundle).is_file():
-        problems.append(("tls.ca_bundle", f"{spec.tls.ca_bundle!r} is not a readable file"))
+            problems.append((f"aliases[{i}].source", f"{_show(source)} is listed twice"))
+    problems += _alias_loops(spec.aliases)
+    problems += _twice("dkim.selectors", spec.dkim.selectors) + _twice("dns.zones", spec.dns.zones)
+    for i, domain in enumerate(spec.domains):
+        problems += _twice(f"domains[{i}].dkim_selectors", domain.dkim_selectors or [])
+    if spec.tls.ca_bundle and (problem := _file_problem(base_dir / spec.tls.ca_bundle)):
+        problems.append(("tls.ca_bundle", f"{_show(spec.tls.ca_bundle)} {problem}"))
     if spec.features.clamav:
         problems.append(("features.clamav", "virus scanning is not supported yet (its signature updates need "
                                             "the ClamAV mirrors); leave it false"))
     problems += _dns_checks(spec)
     if spec.verify.probe_mailbox and spec.probe_mailbox is None:
-        problems.append(("verify.probe_mailbox", f"{spec.verify.probe_mailbox!r} is not a mailbox with "
+        problems.append(("verify.probe_mailbox", f"{_show(spec.verify.probe_mailbox)} is not a mailbox with "
                                                  "password_env or password_file (verify must log in as it)"))
     for name in ("trust_anchor", "ca_bundle"):
         value = getattr(spec.verify, name)
-        if value and not (base_dir / value).is_file():
-            problems.append((f"verify.{name}", f"{value!r} is not a readable file"))
-    if spec.fail2ban.maxretry < 1:
-        problems.append(("fail2ban.maxretry", "must be at least 1"))
+        if value and (problem := _file_problem(base_dir / value)):
+            problems.append((f"verify.{name}", f"{_show(value)} {problem}"))
     reserved = {*ALWAYS_ON_PORTS, spec.firewall.ssh_port}
     for i, rule in enumerate(spec.firewall.allow):
         if rule.port in reserved and rule.proto == "tcp":
             problems.append((f"firewall.allow[{i}].port", f"{rule.port} is opened by mailhost already"))
     return problems
+
+
+def _twice(path: str, values: list[str]) -> list[tuple[str, str]]:
+    return [(f"{path}[{i}]", f"{_show(v)} is listed twice") for i, v in enumerate(values) if v in values[:i]]
+
+
+def _alias_loops(aliases: list[Alias]) -> list[tuple[str, str]]:
+    """Aliases that forward, through each other, back to themselves (Postfix would bounce that mail)."""
+    forwards = {a.source: a.destinations for a in aliases}
+    problems = []
+    for i, alias in enumerate(aliases):
+        if loop := _way_back(alias.source, forwards):
+            problems.append((f"aliases[{i}].destinations", "forwards in a loop: " + _show(" -> ".join(loop), 200)))
+    return problems
+
+
+def _way_back(start: str, forwards: dict[str, list[str]]) -> list[str] | None:
+    """The forwarding path from `start` back to itself (None: there is none)."""
+    paths, todo = {start: [start]}, [start]
+    while todo:
+        current = todo.pop()
+        for target in forwards.get(current, []):
+            if target == start:
+                return paths[current] + [start]
+            if target in forwards and target not in paths:
+                paths[target] = paths[current] + [target]
+                todo.append(target)
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    """Why a file the spec names cannot be used (None: it can): it must be a regular, readable, non-empty
+    UTF-8 file. A FIFO or device is never opened (reading one could hang or never end)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return "is not a regular file"
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"is not a readable file ({exc.strerror or exc})"
+    except ValueError:  # a NUL in the path
+        return "is not a readable file (not a valid path)"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "is not UTF-8 text"
+    return None if text.strip() else "is empty"
+
+
+def _password_problem(password: str) -> str | None:
+    """What makes a password unusable (never the password itself)."""
+    if not password:
+        return "holds an empty password"
+    if not _control_free(password):
+        return "holds a line break or another control character inside the password"
+    return None
 
 
 _PROVIDER_FIELDS = {"rfc2136": {"server", "port", "tsig_key_file"},
@@ -612,8 +725,9 @@ def _dns_checks(spec: Spec) -> list[tuple[str, str]]:
     problems = []
     dns = spec.dns
     for path, spf in [("dns.spf", dns.spf)] + [(f"domains[{i}].spf", d.spf) for i, d in enumerate(spec.domains)]:
-        if spf is not None and not re.match(r"^v=spf1( |$)", spf):
-            problems.append((path, f"{spf!r} is not an SPF record (it must start with 'v=spf1')"))
+        if spf is not None and not re.fullmatch(r"v=spf1( [ -~]*)?", spf):
+            problems.append((path, f"{_show(spf)} is not an SPF record (it must start with 'v=spf1' and hold "
+                                   "printable ASCII only)"))
     provider = dns.provider
     if provider is None:
         return problems
@@ -626,20 +740,20 @@ def _dns_checks(spec: Spec) -> list[tuple[str, str]]:
         problems.append(("dns.provider.server", "is required for rfc2136 (the primary that takes updates)"))
     for name in ("tsig_key_file", "api_token_file"):
         value = getattr(provider, name)
-        if value and not (spec.base_dir / value).is_file():
-            problems.append((f"dns.provider.{name}", f"{value!r} is not a readable file"))
+        if value and (problem := _file_problem(spec.base_dir / value)):
+            problems.append((f"dns.provider.{name}", f"{_show(value)} {problem}"))
     if provider.kind == "cloudflare" and not provider.api_token_file and provider.api_token_env not in os.environ:
         problems.append(("dns.provider.api_token_env",
                          f"environment variable {provider.api_token_env} is not set (the Cloudflare API token)"))
     outside = "is outside the DNS zones ({}); add its zone to dns.zones".format(", ".join(spec.dns_zones))
     if dns.host_addresses and spec.zone_of(spec.hostname) is None:
-        problems.append(("hostname", f"{spec.hostname!r} {outside}, or set dns.host_addresses: false"))
+        problems.append(("hostname", f"{_show(spec.hostname)} {outside}, or set dns.host_addresses: false"))
     for i, domain in enumerate(spec.domains):
         if spec.zone_of(domain.name) is None:
-            problems.append((f"domains[{i}].name", f"{domain.name!r} {outside}"))
+            problems.append((f"domains[{i}].name", f"{_show(domain.name)} {outside}"))
     for i, key in enumerate(dns.adopt):
         if spec.zone_of(key.split()[0].lstrip("*.")) is None:
-            problems.append((f"dns.adopt[{i}]", f"{key.split()[0]!r} {outside}"))
+            problems.append((f"dns.adopt[{i}]", f"{_show(key.split()[0])} {outside}"))
     return problems
 
 
@@ -667,16 +781,66 @@ def spec_or_none(path: str) -> Spec | None:
         return None
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML as a spec may use it: a key given twice is an error (not "the last one wins"), and anchors and
+    aliases are refused (a few hundred bytes of nested aliases expand to gigabytes: "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(None, None, f"the alias *{event.anchor[:40]}: a spec cannot use YAML "
+                                       "anchors and aliases (write the value out)", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.MarkedYAMLError(None, None, f"the key {_show(key)} is given twice (lines {seen[key]} "
+                                           f"and {line}); keep one", key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+MAX_SPEC_BYTES = 4 * 1024 ** 2  # a spec with 10,000 mailboxes is about 1 MB
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file. Relative file paths in it are relative to the file."""
     path = Path(path)
+    source = _cut(str(path), 200)
     try:
-        data = yaml.safe_load(path.read_text())
+        info = path.stat()
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_SPEC_BYTES:
+            raw = path.read_bytes()  # only a regular file is opened: a FIFO or device could hang or never end
     except OSError as exc:
-        raise SpecError([("", f"cannot read {path}: {exc.strerror}")], str(path)) from None
+        raise SpecError([("", f"cannot read {source}: {exc.strerror or exc}")], source) from None
+    except ValueError:
+        raise SpecError([("", "the path holds a NUL character")], source) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError([("", "is not a regular file")], source)
+    if info.st_size > MAX_SPEC_BYTES:
+        raise SpecError([("", f"the file is larger than {MAX_SPEC_BYTES // 1024 ** 2} MB")], source)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError([("", "the file is UTF-16; save it as UTF-8")], source)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError([("", f"the file is not UTF-8 text (byte {exc.start}); save it as UTF-8")], source) from None
+    try:
+        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError([("", f"not valid YAML: {where}{_cut(exc.problem or str(exc), 300)}")], source) from None
     except yaml.YAMLError as exc:
-        raise SpecError([("", f"not valid YAML: {exc}")], str(path)) from None
-    return parse_spec(data, str(path), path.parent)
+        raise SpecError([("", "not valid YAML: " + _cut(" ".join(str(exc).split()), 300))], source) from None
+    except RecursionError:
+        raise SpecError([("", "the YAML is nested too deeply")], source) from None
+    return parse_spec(data, source, path.parent)
 
 
 # -- JSON Schema ------------------------------------------------------------------------------------

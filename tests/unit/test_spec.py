@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -156,6 +158,125 @@ BAD = [
     ("API endpoint not a URL", with_(dns__provider={"kind": "route53", "endpoint": "localhost:5000"}),
      "dns.provider.endpoint", "is not an http(s):// URL"),
 ]
+
+# Values that would split a line in main.cf, a map, the users file or a key table, or reach a shell: each
+# refused by the field's own check (not only by the quoting that keeps them out of shells anyway).
+HOSTILE = [
+    ("line break in the host name", with_(hostname="mail.example\n.org"), "hostname", "not a valid fully qualified"),
+    ("trailing line break in a domain", with_(domains__0__name="example.org\n"), "domains[0].name",
+     "not a valid domain name"),
+    ("line break in a local part", with_(mailboxes__0__address="dave\n@example.org"), "mailboxes[0].address",
+     "local part"),
+    ("line break in a selector", with_(dkim__selectors=["mail\n"]), "dkim.selectors[0]", "not a DNS label"),
+    ("local part starts a comment", with_(mailboxes__0__address="#dave@example.org"), "mailboxes[0].address",
+     "not starting with '#'"),
+    ("local part over 64 octets", with_(mailboxes__0__address="a" * 300 + "@example.org"), "mailboxes[0].address",
+     "at most 64"),
+    ("scope id in fail2ban.ignore", with_(fail2ban__ignore=["fe80::1%x\nignorecommand = true"]), "fail2ban.ignore[0]",
+     "scope id"),
+    ("scope id in ssh_sources", with_(firewall__ssh_sources=["fe80::/64%eth0"]), "firewall.ssh_sources[0]",
+     "scope id"),
+    ("scope id in the IPv6 address", with_(addresses__ipv6="fe80::1%eth0"), "addresses.ipv6", "scope id"),
+    ("colon in a password hash", with_(mailboxes__0__password_hash=HASH + ":userdb_uid=0"),
+     "mailboxes[0].password_hash", "is not a password hash"),
+    ("command in the ACME directory", with_(tls__acme_directory="https://ca.example/dir\n;reboot"),
+     "tls.acme_directory", "not an https:// URL"),
+    ("line break in free text", with_(domains__0__spf="v=spf1 mx\n-all"), "domains[0].spf", "holds a line break"),
+    ("line break in a server name", with_(dns__provider={"kind": "rfc2136", "server": "ns1\nx"}),
+     "dns.provider.server", "line break"),
+    ("float key size", with_(dkim__key_bits=2048.0), "dkim.key_bits", "is not one of 1024"),
+    ("boolean port-like literal", with_(dkim__key_bits=True), "dkim.key_bits", "is not one of 1024"),
+    ("TTL over 2^31-1", with_(dns__ttl=2 ** 31), "dns.ttl", "at most 2147483647"),
+    ("negative day count", with_(verify__cert_min_days=-1), "verify.cert_min_days", "whole number from 0"),
+    ("maxretry zero", with_(fail2ban__maxretry=0), "fail2ban.maxretry", "whole number from 1"),
+    ("selector twice", with_(dkim__selectors=["a", "b", "a"]), "dkim.selectors[2]", "listed twice"),
+    ("domain selector twice", with_(domains__0__dkim_selectors=["s", "s"]), "domains[0].dkim_selectors[1]",
+     "listed twice"),
+    ("alias loop", with_(aliases=[{"source": "x@example.org", "destinations": ["y@example.org"]},
+                                  {"source": "y@example.org", "destinations": ["z@example.org"]},
+                                  {"source": "z@example.org", "destinations": ["x@example.org"]}]),
+     "aliases[0].destinations", "loop: 'x@example.org -> y@example.org -> z@example.org -> x@example.org'"),
+]
+
+
+@pytest.mark.parametrize("label,data,path,message", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_value_is_refused_by_its_field(label, data, path, message):
+    test_bad_spec_is_rejected_with_its_field_path(label, data, path, message)
+
+
+def test_a_secret_typed_in_the_wrong_field_is_not_echoed(monkeypatch):
+    secret = "correct horse battery staple"
+    for data in (with_(mailboxes__0__password_hash=DELETE, mailboxes__0__password_env=secret),
+                 with_(mailboxes__0__password_hash=secret),
+                 with_(dns__provider={"kind": "cloudflare", "api_token_env": secret})):
+        with pytest.raises(SpecError) as err:
+            parse_spec(data)
+        assert "horse" not in str(err.value), err.value
+
+
+@pytest.mark.parametrize("content,problem", [("", "is empty"), ("\n", "is empty"),
+                                             (b"\xff\xfe pw", "not UTF-8"), ("two\nlines", "line break")])
+def test_an_unusable_password_file_is_refused_without_showing_it(tmp_path, content, problem):
+    pw = tmp_path / "pw"
+    pw.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(SpecError) as err:
+        parse_spec(with_(mailboxes__0__password_hash=DELETE, mailboxes__0__password_file="pw"), base_dir=tmp_path)
+    assert any(p == "mailboxes[0].password_file" and problem in m for p, m in err.value.problems), err.value
+    assert "lines" not in str(err.value).replace("line break", "")
+
+
+def test_an_empty_password_in_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("MAILHOST_EMPTY_PW", "")
+    with pytest.raises(SpecError, match="MAILHOST_EMPTY_PW holds an empty password"):
+        parse_spec(with_(mailboxes__0__password_hash=DELETE, mailboxes__0__password_env="MAILHOST_EMPTY_PW"))
+
+
+def test_a_directory_or_device_as_a_file_field_is_refused(tmp_path):
+    (tmp_path / "dir").mkdir()
+    for value in ("dir", "/dev/zero", "x" * 300):
+        with pytest.raises(SpecError, match=r"tls.ca_bundle: .* (is not a regular file|is not a readable file)"):
+            parse_spec(with_(tls__ca_bundle=value), base_dir=tmp_path)
+
+
+def test_error_messages_never_repeat_a_huge_value():
+    with pytest.raises(SpecError) as err:
+        parse_spec(with_(hostname="x" * 1_000_000, domains__0__spf="y" * 1_000_000))
+    assert len(str(err.value)) < 600, len(str(err.value))
+
+
+LOADER_CASES = [
+    ("duplicate key", b"hostname: a.example.org\ndomains: []\nhostname: b.example.org\n",
+     "line 3, column 1: the key 'hostname' is given twice (lines 1 and 3)"),
+    ("billion laughs", b"a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                       b"c: [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n", "cannot use YAML anchors and aliases"),
+    ("deep nesting", b"hostname: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+    ("Latin-1", "hostname: m\u00e4il.example.org\n".encode("latin-1"), "not UTF-8 text (byte 11)"),
+    ("UTF-16 with a BOM", "hostname: mail.example.org\n".encode("utf-16"), "UTF-16; save it as UTF-8"),
+]
+
+
+@pytest.mark.parametrize("label,raw,message", LOADER_CASES, ids=[c[0] for c in LOADER_CASES])
+def test_a_file_that_is_not_a_plain_yaml_spec_is_refused_clearly(tmp_path, label, raw, message):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(raw)
+    with pytest.raises(SpecError, match=re.escape(message)) as err:
+        load_spec(path)
+    assert len(str(err.value)) < 400
+
+
+def test_a_fifo_a_device_or_a_long_path_as_the_spec_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for path, message in ((tmp_path / "fifo", "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                          (tmp_path, "is not a regular file"), ("x" * 4000, "File name too long")):
+        with pytest.raises(SpecError, match=message) as err:
+            load_spec(path)
+        assert len(str(err.value)) < 600
+
+
+def test_a_utf8_bom_is_fine(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(MINIMAL).encode())
+    assert load_spec(path).hostname == "mail.example.org"
 
 
 @pytest.mark.parametrize("label,data,path,message", BAD, ids=[b[0] for b in BAD])
