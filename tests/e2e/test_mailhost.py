@@ -172,6 +172,8 @@ DRIFTS = {
     "dovecot stopped": ("systemctl stop dovecot", "systemctl is-active dovecot || true", "active"),
     "nft ruleset flushed": ("nft flush ruleset", "nft list tables", "table inet mailhost"),
     "mailbox deleted from the user database": ("sed -i 1d /etc/dovecot/users", "wc -l < /etc/dovecot/users", None),
+    "config file mode and owner changed": ("chmod 666 /etc/postfix/main.cf && chown nobody /etc/postfix/main.cf",
+                                           "stat -c '%a %U' /etc/postfix/main.cf", "644 root"),
     "DKIM key mode changed": ("chmod 644 /etc/opendkim/keys/*/mail.private",
                               "stat -c %a /etc/opendkim/keys/*/mail.private | sort -u", "600"),
 }
