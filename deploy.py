@@ -4,10 +4,11 @@ The inventory names each host's spec (host data `spec`); it is validated before 
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
 up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM are published
-right after they exist; the firewall opens 80 before certbot; the certificate exists before Postfix
-and Dovecot use it. rspamd comes last: its package's first start compiles pattern caches (~10 s of
-CPU) while the install and the other services go on, and its restart with our config waits for that
-(Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
+right after they exist; the firewall opens 80 before certbot; certbot's issuance (mostly waiting for
+the CA) runs in the background while OpenDKIM and Fail2Ban are configured, and the certificate exists
+before Dovecot and Postfix use it. rspamd comes last: its package's first start compiles pattern caches
+(~10 s of CPU) while the install and the other services go on, and its restart with our config waits
+for that (Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
 `mailhost verify` checks the host from outside and prints its report; errors make the run exit
 non-zero.
 """
@@ -30,12 +31,13 @@ require_supported()  # Debian 13 or 12 on amd64, read from the host; anything el
 dns_pending = dns.publish(spec)
 base.apply(spec)
 firewall.apply(spec)
+certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
 opendkim.apply(spec)
 dns.publish_keys(spec, dns_pending)
-certbot.apply(spec)
+fail2ban.apply(spec)
+certbot.ready(spec)  # Dovecot and Postfix do
 dovecot.apply(spec)
 postfix.apply(spec)
-fail2ban.apply(spec)
 rspamd.apply(spec)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
     verify.apply(spec)

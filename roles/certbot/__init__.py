@@ -2,6 +2,11 @@
 
 The key is reused across renewals (`--reuse-key`) so a TLSA record of the key stays valid.
 A private ACME CA (such as the lab's) is trusted system-wide from `tls.ca_bundle`.
+
+The first certificate is asked for in the background (`apply`): issuance is mostly waiting for the CA
+(validation, then polling), so the roles that do not need it go on meanwhile, and `ready` waits for it
+before Dovecot and Postfix, which do. A run cut off meanwhile leaves certbot to finish; the next run
+finds the certificate, or asks again.
 """
 
 from __future__ import annotations
@@ -27,15 +32,34 @@ def live_dir(spec: Spec) -> str:
     return f"/etc/letsencrypt/live/{spec.hostname}"
 
 
+STATE = "/var/lib/mailhost"
+PID, LOG = f"{STATE}/certbot.pid", f"{STATE}/certbot.log"
+
+
 def certonly_command(spec: Spec) -> StringCommand:
     """certbot's first issuance. Every spec value is quoted by pyinfra, never formatted into the command."""
-    hint = (f"ACME: could not get a certificate for {spec.hostname}: does its A/AAAA record point at this host, "
-            "and is port 80 reachable?")
     return StringCommand(
         "certbot", "certonly", "--standalone", "--non-interactive", "--agree-tos", "--reuse-key",
         "--server", QuoteString(spec.tls.acme_directory), "-m", QuoteString(spec.acme_contact),
         "--cert-name", QuoteString(spec.hostname), "-d", QuoteString(spec.hostname), "--preferred-challenges",
-        "http-01", "||", "{", "echo", QuoteString(hint), ">&2;", "exit", "1;", "}")
+        "http-01")
+
+
+def request_command(spec: Spec) -> StringCommand:
+    """Start the issuance in the background (unless one still runs); its pid and output go under STATE."""
+    return StringCommand(
+        f"mkdir -p {STATE} && if [ -s {PID} ] && kill -0 \"$(cat {PID})\" 2>/dev/null; then :; else",
+        "setsid", certonly_command(spec), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
+
+
+def ready_command(spec: Spec) -> StringCommand:
+    """Wait for the background issuance; fail with certbot's last words and a hint if it got nothing."""
+    hint = (f"ACME: could not get a certificate for {spec.hostname}: does its A/AAAA record point at this host, "
+            "and is port 80 reachable?")
+    return StringCommand(
+        f"timeout 900 sh -c 'while kill -0 \"$(cat {PID})\" 2>/dev/null; do sleep 0.2; done';",
+        "test", "-s", QuoteString(f"{live_dir(spec)}/fullchain.pem"),
+        f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
 
 
 @deploy("certbot")
@@ -47,6 +71,13 @@ def apply(spec: Spec) -> None:
                      _if=ca.did_change)
     config_file(__file__, "/etc/letsencrypt/renewal-hooks/deploy/mailhost-reload", mode="755")
     if host.get_fact(File, path=f"{live_dir(spec)}/fullchain.pem") is None:
-        server.shell(name=f"Certificate for {spec.hostname} is obtained (ACME HTTP-01)",
-                     commands=[certonly_command(spec)])
+        server.shell(name=f"Certificate for {spec.hostname} is asked for (ACME HTTP-01, in the background)",
+                     commands=[request_command(spec)])
     systemd.service(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
+
+
+@deploy("certbot")
+def ready(spec: Spec) -> None:
+    """The certificate exists (waiting for the issuance `apply` started, if any)."""
+    if host.get_fact(File, path=f"{live_dir(spec)}/fullchain.pem") is None:
+        server.shell(name=f"Certificate for {spec.hostname} is obtained", commands=[ready_command(spec)])

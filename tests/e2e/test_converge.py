@@ -87,7 +87,9 @@ def test_a_bad_spec_stops_the_run_before_any_connection(lab, fresh_host, tmp_pat
 
 
 def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
-    """The controller dies mid-deploy (SSH dropped while apt installs); the next run finishes the job."""
+    """The controller dies mid-deploy (SSH dropped while apt installs); the next run finishes the job. On the
+    way, a run whose ACME server cannot be reached stops where the certificate is needed, with certbot's
+    own words and a hint, and leaves nothing the good run after it cannot converge from."""
     host = fresh_host()
     env = make_mail_env(lab, host, tmp_path, domains=1)
     inventory = inventory_file([host], {"spec": str(env.spec_path)}, tmp_path)
@@ -103,6 +105,13 @@ def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
     assert "Mail stack packages" in seen
     # Killed mid-install: package scripts were told not to start services, and still are.
     assert "mailhost" in host.ssh(f"cat {POLICY_RC_D}", check=False).stdout
+    no_ca = env.spec_path.with_name("no-acme.yaml")
+    data = yaml.safe_load(env.spec_path.read_text())
+    data["tls"]["acme_directory"] = f"https://{lab.cfg.gateway}:1/dir"  # nothing listens there
+    no_ca.write_text(yaml.safe_dump(data))
+    failed = run_deploy([host], {"spec": str(no_ca)})
+    assert failed.returncode != 0 and "could not get a certificate" in failed.output, failed.output[-2000:]
+    assert "Connection refused" in failed.output or "Failed to establish" in failed.output, failed.output[-2000:]
     first = run_deploy([host], {"spec": str(env.spec_path)}).check()
     assert first.changed
     assert run_deploy([host], {"spec": str(env.spec_path)}).check().changed == []

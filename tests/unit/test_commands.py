@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 import types
 
-from roles.certbot import certonly_command
+from roles.certbot import ready_command, request_command
 from roles.opendkim import make_keys_command
 
 HOSTILE = ["`touch /tmp/pwned`", "$(id)", "a;reboot;#", "x' || true '", "line\nbreak", "two words"]
@@ -17,23 +17,28 @@ def spec_with(hostname: str, contact: str, directory: str):
                                  tls=types.SimpleNamespace(acme_directory=directory))
 
 
+def tokens(command) -> list[str]:
+    """The words and operators a POSIX shell sees."""
+    lexer = shlex.shlex(command.get_raw_value(), posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
 def test_certbot_gets_each_spec_value_as_one_argument():
     for value in HOSTILE:
-        command = certonly_command(spec_with(f"mail{value}", f"{value}@example.org", f"https://ca/{value}"))
-        lexer = shlex.shlex(command.get_raw_value(), posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        tokens = list(lexer)
-        argv = tokens[:tokens.index("||")]
+        spec = spec_with(f"mail{value}", f"{value}@example.org", f"https://ca/{value}")
+        words = tokens(request_command(spec))
+        start = words.index("setsid") + 1
+        argv = words[start:words.index(">", start)]
         assert argv[argv.index("--server") + 1] == f"https://ca/{value}"
         assert argv[argv.index("-m") + 1] == f"{value}@example.org"
         assert argv[argv.index("-d") + 1] == argv[argv.index("--cert-name") + 1] == f"mail{value}"
+        waited = tokens(ready_command(spec))
+        assert waited[waited.index("-s") + 1] == f"/etc/letsencrypt/live/mail{value}/fullchain.pem"
 
 
 def test_dkim_key_jobs_are_quoted_words():
     for value in HOSTILE:
-        raw = make_keys_command([("example.org", "mail"), (f"ex{value}.org", "s")], 2048).get_raw_value()
-        lexer = shlex.shlex(raw, posix=True, punctuation_chars=True)
-        lexer.whitespace_split = True
-        tokens = list(lexer)
-        start = tokens.index("in") + 1
-        assert tokens[start:tokens.index(";", start)] == ["example.org/mail", f"ex{value}.org/s"]
+        words = tokens(make_keys_command([("example.org", "mail"), (f"ex{value}.org", "s")], 2048))
+        start = words.index("in") + 1
+        assert words[start:words.index(";", start)] == ["example.org/mail", f"ex{value}.org/s"]
