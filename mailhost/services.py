@@ -14,11 +14,12 @@ class Service:
     tls: str | None  # "starttls", "implicit", or None (ACME's HTTP-01 is plain HTTP)
     purpose: str
     feature: str | None = None  # the `features` flag of the spec that turns it on; None: always on
+    login: bool = True  # users log in here (Fail2Ban counts failed logins and bans on it)
 
 
 SERVICES = (
-    Service(25, "smtp", "starttls", "SMTP from other servers (MX)"),
-    Service(80, "http", None, "ACME HTTP-01 challenges (certbot)"),
+    Service(25, "smtp", "starttls", "SMTP from other servers (MX)", login=False),
+    Service(80, "http", None, "ACME HTTP-01 challenges (certbot)", login=False),
     Service(143, "imap", "starttls", "IMAP with STARTTLS"),
     Service(465, "smtp", "implicit", "submission over implicit TLS"),
     Service(587, "smtp", "starttls", "submission with STARTTLS"),
@@ -29,6 +30,11 @@ SERVICES = (
 
 # Ports every mail host opens, whatever its spec turns on: no firewall rule of the spec may claim them.
 ALWAYS_ON_PORTS = frozenset(s.port for s in SERVICES if s.feature is None)
+
+
+# Fail2Ban's jails (the fail2ban role writes them, verify checks they are loaded): failed SSH logins, and
+# failed mail logins (IMAP, POP3, ManageSieve, SMTP AUTH), each counted once per attempt.
+JAILS = ("sshd", "mail-logins")
 
 
 def services_on(features: Any) -> list[Service]:

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from pyinfra import host
+from pyinfra.api import FactBase
+
+
+class SshClientAddress(FactBase):
+    """The address this deploy connects from, as the host sees it: the firewall keeps SSH open to it even
+    when SSH is restricted, and Fail2Ban never bans it. None when the host does not say (or says nonsense)."""
+
+    def command(self) -> str:
+        return 'echo "${SSH_CONNECTION%% *}"'
+
+    def process(self, output: list[str]) -> str | None:
+        try:
+            return str(ipaddress.ip_address(output[0].strip())) if output else None
+        except ValueError:  # it goes into config files: only an address is taken
+            return None
 
 
 def send_without_delay() -> None:

@@ -1,14 +1,21 @@
-"""Fail2Ban: bans sources of repeated failed logins (SSH, Postfix SASL, Dovecot), reading the journal
-(minimal Debian has no auth.log) and banning through nftables."""
+"""Fail2Ban: bans sources of repeated failed logins (SSH; IMAP, POP3, ManageSieve and SMTP AUTH), reading
+the journal (minimal Debian has no auth.log) and banning through nftables. Each failed login counts once
+(mailhost's own filters: Debian's stock ones count some attempts twice and miss Dovecot 2.4's lines), and
+the address the deploy comes from is never banned."""
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
+from mailhost.services import services_on
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._connection import SshClientAddress
+
+FILTERS = ["mailhost-sshd", "mailhost-logins"]
 
 
 def packages(spec: Spec) -> list[str]:
@@ -21,8 +28,11 @@ def apply(spec: Spec) -> None:
     if not spec.fail2ban.enabled:
         systemd.service(name="Fail2Ban is off", service="fail2ban", running=False, enabled=False)
         return
-    jail = config_file(__file__, "/etc/fail2ban/jail.d/mailhost.local", spec=spec)
-    server.shell(name="Fail2Ban config is valid", commands=["fail2ban-client -t"], _if=jail.did_change)
+    changed = [config_file(__file__, f"/etc/fail2ban/filter.d/{name}.conf") for name in FILTERS]
+    login_ports = [s.port for s in services_on(spec.features) if s.login]
+    changed.append(config_file(__file__, "/etc/fail2ban/jail.d/mailhost.local", spec=spec, login_ports=login_ports,
+                               deployer=host.get_fact(SshClientAddress)))
+    server.shell(name="Fail2Ban config is valid", commands=["fail2ban-client -t"], _if=any_changed(*changed))
     systemd.service(name="Fail2Ban restarts for new jails", service="fail2ban", restarted=True,
-                    _if=any_changed(jail))  # only if running; a stopped Fail2Ban starts below
+                    _if=any_changed(*changed))  # only if running; a stopped Fail2Ban starts below
     systemd.service(name="Fail2Ban is running", service="fail2ban", running=True, enabled=True)

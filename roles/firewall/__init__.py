@@ -12,6 +12,7 @@ from pyinfra.operations import server, systemd
 
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._connection import SshClientAddress
 
 
 def packages(spec: Spec) -> list[str]:
@@ -32,16 +33,6 @@ class FirewallDrift(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return output[0].strip() == "drift"
-
-
-class SshClientAddress(FactBase):
-    """The address this deploy connects from (kept allowed even when SSH is restricted)."""
-
-    def command(self) -> str:
-        return 'echo "${SSH_CONNECTION%% *}"'
-
-    def process(self, output: list[str]) -> str | None:
-        return (output[0].strip() or None) if output else None
 
 
 @deploy("firewall")

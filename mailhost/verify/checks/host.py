@@ -9,14 +9,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable
 
-from mailhost.services import services_on
+from mailhost.services import JAILS, services_on
 from mailhost.spec import Spec
 
 from ..result import Result, error, ok, warn
 
 Run = Callable[[str], str]
 SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "nftables"]
-JAILS = {"sshd", "postfix-sasl", "dovecot"}
 
 
 def check_services(run: Run, hostname: str) -> Iterable[Result]:
@@ -41,7 +40,7 @@ def check_fail2ban(run: Run, spec: Spec) -> Iterable[Result]:
     out = run("fail2ban-client status 2>&1 || true")
     line = next((ln for ln in out.splitlines() if "Jail list:" in ln), "")
     jails = {j.strip() for j in line.split(":", 1)[-1].split(",") if j.strip()}
-    missing = JAILS - jails
+    missing = set(JAILS) - jails
     if missing:
         yield error("host.fail2ban", spec.hostname, f"jails not loaded: {', '.join(sorted(missing))}",
                     "run the deploy again; `fail2ban-client -t` on the host shows config errors")
