@@ -5,13 +5,19 @@ an `_mailhost` TXT marker elsewhere; see providers/base.py) names our owner. We 
 only our records. A record of someone else's at a name and type we want is a conflict, never
 overwritten, unless the spec's `dns.adopt` lists it. Records at names and types we do not want are
 not looked at at all, except ours, which are deleted when the spec no longer wants them.
+
+TTLs are compared with what the provider can keep (`TtlRules`), so a provider that stores a TTL its own
+way is no perpetual diff: a TTL outside the provider's documented range is planned at its nearest limit;
+a server that caps TTLs (BIND's `max-zone-ttl`) shows it by storing every one of our records at the same
+lower TTL, and that cap is then planned too; and where a TTL belongs to a whole record set (everywhere but
+Cloudflare), a set we share with others' records keeps their TTL. Each such adjustment is said once.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import dns.rdata
@@ -90,6 +96,14 @@ class Pending:
         return f"? pending {self.desired.name} {self.desired.rdtype}: {what} ({state}; {self.desired.purpose})"
 
 
+@dataclass(frozen=True)
+class TtlRules:
+    """What a provider does with TTLs: the range it accepts, and whether each value has its own TTL."""
+    minimum: int = 0
+    maximum: int = 2 ** 31 - 1
+    per_value: bool = False  # Cloudflare: yes; DNS itself (RFC 2181) and Route53: one TTL per record set
+
+
 @dataclass
 class ZonePlan:
     zone: str
@@ -97,6 +111,7 @@ class ZonePlan:
     conflicts: list[Conflict]
     pending: list[Pending]
     existing_count: int  # records in the zone (not counting ownership markers)
+    notes: list[str] = field(default_factory=list)  # TTLs planned otherwise than the spec says, and why
 
     @property
     def touched(self) -> int:
@@ -114,7 +129,11 @@ class ZonePlan:
 
     def lines(self, limit: int | None = 72) -> list[str]:
         items = [*self.conflicts, *self.changes, *self.pending]
-        return [i.describe(limit) for i in items] or ["  (no changes)"]
+        return [f"  note: {note}" for note in self.notes] + ([i.describe(limit) for i in items] or ["  (no changes)"])
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
     def to_json(self) -> dict:
         def values(records: Iterable) -> list[str]:
@@ -122,6 +141,7 @@ class ZonePlan:
         return {
             "zone": self.zone,
             "existing_records": self.existing_count,
+            "notes": self.notes,
             "changes": [{"action": c.action, "name": c.name, "type": c.rdtype, "ttl": c.ttl, "adopt": c.adopt,
                          "before": values(r.rdata for r in c.before),
                          "after": values(c.after.rdatas) if c.after else []} for c in self.changes],
@@ -134,7 +154,8 @@ class ZonePlan:
 
 
 def diff(zone: str, desired: list[RecordSet], existing: list[Record], owner: str,
-         adopt: Iterable[str] = (), known_elsewhere: Iterable[tuple[str, str]] = ()) -> ZonePlan:
+         adopt: Iterable[str] = (), known_elsewhere: Iterable[tuple[str, str]] = (),
+         ttl_rules: TtlRules = TtlRules()) -> ZonePlan:
     """Plan the changes that make `zone` hold `desired`, touching only records `owner` owns (or adopts).
     `known_elsewhere`: name/type pairs that exist or get a value in other zones (for `requires`)."""
     adopt = set(adopt)
@@ -144,10 +165,13 @@ def diff(zone: str, desired: list[RecordSet], existing: list[Record], owner: str
     plan = ZonePlan(zone, [], [], [], len(existing))
     wanted = {d.key for d in desired}
     known = {d.key for d in desired if d.rdatas is not None} | set(at) | set(known_elsewhere)
+    desired = [_within_range(want, ttl_rules, plan) for want in desired]
+    cap = _server_cap(desired, at, owner)
     for want in desired:
         here = at.get(want.key, [])
         mine = [r for r in here if want.claims(r.rdata)]
         kept = tuple(r for r in here if not want.claims(r.rdata))
+        want = _ttl_kept(want, kept, cap, ttl_rules, plan)
         foreign = [r for r in mine if r.owner != owner]
         cname = [r for r in at.get((want.name, "CNAME"), []) if want.rdtype != "CNAME"]
         if want.rdatas is None:
@@ -170,3 +194,42 @@ def diff(zone: str, desired: list[RecordSet], existing: list[Record], owner: str
             others = tuple(r for r in records if r.owner != owner)
             plan.changes.append(Change("delete", key[0], key[1], ours, None, others))
     return plan
+
+
+def _within_range(want: RecordSet, rules: TtlRules, plan: ZonePlan) -> RecordSet:
+    """The spec's TTL moved into the range the provider accepts (documented limits)."""
+    ttl = min(max(want.ttl, rules.minimum), rules.maximum)
+    if ttl != want.ttl:
+        plan.note(f"ttl {want.ttl} planned as {ttl}: the provider keeps TTLs of {rules.minimum}-{rules.maximum} s")
+    return replace(want, ttl=ttl)
+
+
+def _server_cap(desired: list[RecordSet], at: dict[tuple[str, str], list[Record]], owner: str) -> int | None:
+    """A cap the server applies to TTLs, as it shows: every one of our sets (two at least) that holds what we
+    want holds it at min(wanted, C), for one C below some wanted TTL. One set of ours at another TTL than
+    the rest, or a lone set, is drift to repair, not a cap."""
+    stored = []
+    for want in desired:
+        ours = [r for r in at.get(want.key, []) if r.owner == owner and want.claims(r.rdata)]
+        if ours and want.rdatas is not None and {r.rdata for r in ours} == want.rdatas:
+            stored.append((want.ttl, {r.ttl for r in ours}))
+    lower = {ttl for wanted, ttls in stored for ttl in ttls if ttl < wanted}
+    if len(stored) < 2 or len(lower) != 1:
+        return None
+    cap = lower.pop()
+    return cap if all(ttls == {min(wanted, cap)} for wanted, ttls in stored) else None
+
+
+def _ttl_kept(want: RecordSet, kept: tuple[Record, ...], cap: int | None, rules: TtlRules,
+              plan: ZonePlan) -> RecordSet:
+    """The TTL to plan for `want`: the server's cap, and where a record set has one TTL, the TTL of others'
+    records sharing it (theirs is not ours to change)."""
+    ttl = want.ttl
+    if cap is not None and cap < ttl:
+        plan.note(f"ttl {ttl} stored as {cap} by the server (its maximum): planned as {cap}")
+        ttl = cap
+    if kept and not rules.per_value and kept[0].ttl != ttl:
+        plan.note(f"{want.name} {want.rdtype} is shared with records not ours: it keeps their ttl "
+                  f"{kept[0].ttl} (one TTL per record set)")
+        ttl = kept[0].ttl
+    return replace(want, ttl=ttl)

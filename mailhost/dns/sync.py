@@ -66,7 +66,8 @@ class DnsSync:
 
     def _diff(self, zone: Zone, desired: list[RecordSet], existing: list[Record],
               known: set[tuple[str, str]]) -> ZonePlan:
-        return diff(zone.name, desired, existing, self.spec.dns_owner, self.spec.dns.adopt, known)
+        return diff(zone.name, desired, existing, self.spec.dns_owner, self.spec.dns.adopt, known,
+                    self.provider.ttl_rules)
 
     def plan(self, facts: HostFacts) -> list[ZoneState]:
         """Read every zone and diff it (no writes). Missing zones fail here, before anything changes."""

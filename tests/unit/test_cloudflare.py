@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailhost.dns.providers import DnsError, ZoneNotFound, make_provider
 from mailhost.dns.providers.base import Requests
-from mailhost.dns.records import HostFacts, txt
+from mailhost.dns.plan import Change
+from mailhost.dns.records import HostFacts, RecordSet, rdata, txt
 from mailhost.dns.signing import normal_ds
 from mailhost.dns.sync import DnsSync
 from lab.cloudflare_api import FakeCloudflare, txt_bytes
@@ -280,10 +281,25 @@ def test_record_removed_meanwhile_is_reread(fake, spec, keys):
 
 
 def test_a_refused_change_names_the_zone_and_cloudflares_error(fake, spec, keys):
+    """The plan never asks for a TTL Cloudflare refuses (below); a change that does gets Cloudflare's own words."""
+    provider = make_provider(spec().dns.provider, OWNER)
+    zone = provider.zone("example.org")
+    bad = RecordSet("example.org", "MX", 30, frozenset([rdata("MX", "10 mail.example.org.")]), "mail")
     with pytest.raises(DnsError, match=r"zone example.org: Cloudflare refused the changes .*1004 DNS Validation "
                                        r"Error \(9021 TTL must be between 60"):
-        run(spec(ttl=30), facts(keys))
+        provider.apply(zone, [Change("create", "example.org", "MX", (), bad)])
     assert fake.requests[BATCH] == 1 and fake.records("example.org") == []
+
+
+@pytest.mark.parametrize("ttl,kept", [(30, 60), (604800, 86400)])
+def test_a_ttl_outside_cloudflares_range_is_planned_at_its_limit_and_converges(fake, spec, keys, ttl, kept):
+    """Cloudflare keeps 60-86400 s: the plan says so once, publishes at the limit, and the next run is free."""
+    provider, states = run(spec(ttl=ttl), facts(keys))
+    assert states[0].plan.notes == [f"ttl {ttl} planned as {kept}: the provider keeps TTLs of 60-86400 s"]
+    assert {r["ttl"] for r in fake.records("example.org")} == {kept}
+    writes = fake.writes
+    provider, states = run(spec(ttl=ttl), facts(keys))
+    assert states[0].plan.changes == [] and fake.writes == writes
 
 
 def test_failed_reads_are_retried_and_counted(fake, spec, keys):

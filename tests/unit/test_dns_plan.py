@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailhost.dns.plan import Record, diff
+from mailhost.dns.plan import Record, TtlRules, diff
 from mailhost.dns.providers.base import assign_owners, marker_name, marker_rdata
 from mailhost.dns.records import HostFacts, canonical, desired_records, rdata, txt, txt_value
 from mailhost.spec import parse_spec
@@ -167,3 +167,43 @@ def test_plan_as_json_for_ci():
 @pytest.mark.parametrize("kind,value", [("A", "192.0.2.1"), ("AAAA", "2001:DB8::1"), ("CNAME", "X.example.")])
 def test_values_are_canonical(kind, value):
     assert rdata(kind, value) == rdata(kind, value.lower())
+
+
+# -- TTLs the provider keeps its own way --------------------------------------------------------------
+def published(ttl: int, exclude=()) -> list[Record]:
+    """Every wanted set of example.org as the server holds it, at `ttl`, ours."""
+    return [Record(w.name, w.rdtype, ttl, v, OWNER) for w in wanted() if w.key not in exclude for v in w.rdatas]
+
+
+def test_a_server_that_caps_ttls_is_recognised_and_no_perpetual_update():
+    """BIND's max-zone-ttl: every set of ours stored at 300 although 3600 was asked: the cap, said once; the
+    DKIM set still to make is planned at it too; nothing is updated (was: every record, every run)."""
+    plan = diff("example.org", wanted(), published(300, exclude={("mail._domainkey.example.org", "TXT")}), OWNER)
+    assert [(c.action, c.name, c.ttl) for c in plan.changes] == [("create", "mail._domainkey.example.org", 300)]
+    assert plan.notes == ["ttl 3600 stored as 300 by the server (its maximum): planned as 300"]
+    assert plan.lines()[0] == "  note: ttl 3600 stored as 300 by the server (its maximum): planned as 300"
+
+
+def test_one_record_of_ours_at_another_ttl_is_drift_not_a_cap():
+    records = published(3600)
+    records[0] = Record(records[0].name, records[0].rdtype, 60, records[0].rdata, OWNER)
+    plan = diff("example.org", wanted(), records, OWNER)
+    assert [(c.action, c.name, c.ttl) for c in plan.changes] == [("update", records[0].name, 3600)]
+    assert plan.notes == []
+
+
+def test_a_set_shared_with_others_keeps_their_ttl_where_a_set_has_one_ttl():
+    """SPF at the apex beside someone's verification record: Route53, RFC 2136 (one TTL per record set) keep
+    theirs (it went from 300 to 3600 before); Cloudflare gives each value its own."""
+    theirs = Record("example.org", "TXT", 300, txt("google-site-verification=abc"))
+    one_ttl = diff("example.org", wanted(), [theirs], OWNER)
+    spf = next(c for c in one_ttl.changes if c.name == "example.org" and c.rdtype == "TXT")
+    assert spf.ttl == 300 and spf.kept == (theirs,)
+    assert one_ttl.notes == ["example.org TXT is shared with records not ours: it keeps their ttl 300 (one TTL per "
+                             "record set)"]
+    each_own = diff("example.org", wanted(), [theirs], OWNER, ttl_rules=TtlRules(60, 86400, per_value=True))
+    assert next(c for c in each_own.changes if c.name == "example.org" and c.rdtype == "TXT").ttl == 3600
+    assert each_own.notes == []
+    rerun = diff("example.org", wanted(), [theirs, Record("example.org", "TXT", 300, txt("v=spf1 mx -all"), OWNER)],
+                 OWNER)
+    assert not any(c.name == "example.org" and c.rdtype == "TXT" for c in rerun.changes)

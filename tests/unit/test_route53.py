@@ -99,9 +99,10 @@ def rrsets(aws: MotoRoute53, zone_id: str) -> dict[tuple[str, str], list[str]]:
             for page in pages for s in page["ResourceRecordSets"]}
 
 
-def seed(aws: MotoRoute53, zone_id: str, *sets: tuple[str, str, int, list[str]]) -> None:
-    """Records made by someone else, in one direct CREATE batch."""
-    changes = [{"Action": "CREATE", "ResourceRecordSet": {"Name": name, "Type": rdtype, "TTL": ttl,
+def seed(aws: MotoRoute53, zone_id: str, *sets: tuple[str, str, int, list[str]], action: str = "UPSERT") -> None:
+    """Records made by someone else, in one direct batch. UPSERT by default: moto refuses a later CREATE
+    identical to one in its change journal (as restoring someone's set exactly is), which Route53 does not."""
+    changes = [{"Action": action, "ResourceRecordSet": {"Name": name, "Type": rdtype, "TTL": ttl,
                                                           "ResourceRecords": [{"Value": v} for v in values]}}
                for name, rdtype, ttl, values in sets]
     aws.client().change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch={"Changes": changes})
@@ -218,7 +219,7 @@ def test_a_batch_route53_rejects_is_a_concurrent_change_and_writes_nothing(aws, 
     states = sync.plan(facts(dkim))
     # Meanwhile another run publishes the MX. (moto rejects a CREATE of an existing set only when the
     # identical CREATE was made before; Route53 rejects any.)
-    seed(aws, zone_id, ("example.org.", "MX", 3600, ["10 mail.example.org."]))
+    seed(aws, zone_id, ("example.org.", "MX", 3600, ["10 mail.example.org."]), action="CREATE")
     with pytest.raises(ConcurrentChange, match=r"zone example\.org changed .*name='example\.org\.', type='MX'"):
         sync.apply(states)
     assert provider.requests.writes == 1  # not replayed

@@ -25,7 +25,7 @@ import dns.rdata
 
 from mailhost.spec import DnsProvider
 
-from ..plan import Change, Record
+from ..plan import Change, Record, TtlRules
 from ..records import txt, txt_value
 
 MARKER_PREFIX = "_mailhost"
@@ -85,6 +85,8 @@ class Provider(ABC):
     kind: ClassVar[str]
     # How many zones may be read or written at once: what the API's rate limit allows.
     parallel_zones: ClassVar[int] = 1
+    # What it does with TTLs (the plan asks only for TTLs the provider keeps as asked).
+    ttl_rules: ClassVar[TtlRules] = TtlRules()
 
     def __init__(self, config: DnsProvider, owner: str, base_dir: Path = Path(".")):
         self.config = config

@@ -29,7 +29,7 @@ from cloudflare import Cloudflare
 
 from mailhost.spec import DnsProvider
 
-from ..plan import Change, Record
+from ..plan import Change, Record, TtlRules
 from ..records import rdata, txt
 from .base import UNMANAGED_TYPES, DnsError, Provider, Signing, WriteUncertain, Zone, ZoneNotFound
 
@@ -53,6 +53,9 @@ T = TypeVar("T")
 class CloudflareProvider(Provider):
     kind = "cloudflare"
     parallel_zones = 4  # well within 1,200 requests per 5 minutes
+    # https://developers.cloudflare.com/dns/manage-dns-records/reference/ttl/ : 60-86400 s (1 = automatic),
+    # each record its own.
+    ttl_rules = TtlRules(minimum=60, maximum=86400, per_value=True)
 
     def __init__(self, config: DnsProvider, owner: str, base_dir: Path = Path(".")):
         super().__init__(config, owner, base_dir)
