@@ -166,7 +166,7 @@ def diff(zone: str, desired: list[RecordSet], existing: list[Record], owner: str
     wanted = {d.key for d in desired}
     known = {d.key for d in desired if d.rdatas is not None} | set(at) | set(known_elsewhere)
     desired = [_within_range(want, ttl_rules, plan) for want in desired]
-    cap = _server_cap(desired, at, owner)
+    cap = _server_cap(desired, at, owner, ttl_rules)
     for want in desired:
         here = at.get(want.key, [])
         mine = [r for r in here if want.claims(r.rdata)]
@@ -204,13 +204,18 @@ def _within_range(want: RecordSet, rules: TtlRules, plan: ZonePlan) -> RecordSet
     return replace(want, ttl=ttl)
 
 
-def _server_cap(desired: list[RecordSet], at: dict[tuple[str, str], list[Record]], owner: str) -> int | None:
+def _server_cap(desired: list[RecordSet], at: dict[tuple[str, str], list[Record]], owner: str,
+                rules: TtlRules) -> int | None:
     """A cap the server applies to TTLs, as it shows: every one of our sets (two at least) that holds what we
     want holds it at min(wanted, C), for one C below some wanted TTL. One set of ours at another TTL than
-    the rest, or a lone set, is drift to repair, not a cap."""
+    the rest, or a lone set, is drift to repair, not a cap. A set shared with others' records has their TTL
+    where a set has one TTL, and says nothing about a cap."""
     stored = []
     for want in desired:
-        ours = [r for r in at.get(want.key, []) if r.owner == owner and want.claims(r.rdata)]
+        here = at.get(want.key, [])
+        if not rules.per_value and any(not want.claims(r.rdata) for r in here):
+            continue
+        ours = [r for r in here if r.owner == owner and want.claims(r.rdata)]
         if ours and want.rdatas is not None and {r.rdata for r in ours} == want.rdatas:
             stored.append((want.ttl, {r.ttl for r in ours}))
     lower = {ttl for wanted, ttls in stored for ttl in ttls if ttl < wanted}

@@ -202,3 +202,22 @@ def test_the_dns_command_plans_and_applies_without_the_host(lab, zone, tmp_path,
     assert main(["dns", "plan", "--json", str(spec_file)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["zones"][0]["changes"] == [] and again["requests"] == {"reads": 3, "writes": 0}
+
+
+def test_a_ttl_above_the_servers_cap_converges_and_others_keep_their_ttl(lab, zone):
+    """The lab's BIND signs with `max-zone-ttl 3600` and the spec asks for 7200: the first sync publishes, the
+    next plan recognises the server's cap (said once) and writes nothing. The site verification TXT that the
+    SPF record joins keeps its own TTL (60; one TTL per record set)."""
+    key = dkim_key()
+    sync = make_sync(lab, zone, ttl=7200)
+    sync.apply(sync.plan(facts(zone, key)))
+    ttls = {(r.name, r.rdtype): r.ttl for r in sync.provider.records(sync.provider.zone(zone))}
+    assert ttls[(zone, "TXT")] == 60, ttls
+    assert ttls[(zone, "MX")] < 7200, f"the lab's BIND no longer caps TTLs: {ttls}"
+
+    again = make_sync(lab, zone, ttl=7200)
+    states = again.apply(again.plan(facts(zone, key)))
+    assert states[0].plan.changes == [], states[0].plan.lines()
+    assert f"ttl 7200 stored as {ttls[(zone, 'MX')]} by the server (its maximum): planned as " \
+           f"{ttls[(zone, 'MX')]}" in states[0].plan.notes
+    assert again.provider.requests.writes == 0

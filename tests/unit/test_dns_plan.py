@@ -207,3 +207,11 @@ def test_a_set_shared_with_others_keeps_their_ttl_where_a_set_has_one_ttl():
     rerun = diff("example.org", wanted(), [theirs, Record("example.org", "TXT", 300, txt("v=spf1 mx -all"), OWNER)],
                  OWNER)
     assert not any(c.name == "example.org" and c.rdtype == "TXT" for c in rerun.changes)
+
+
+def test_a_cap_is_still_recognised_beside_a_set_shared_at_others_ttl():
+    theirs = Record("example.org", "TXT", 60, txt("google-site-verification=abc"))
+    spf = ("example.org", "TXT")
+    records = published(300, exclude={spf}) + [theirs, Record("example.org", "TXT", 60, txt("v=spf1 mx -all"), OWNER)]
+    plan = diff("example.org", wanted(), records, OWNER)
+    assert plan.changes == [] and "ttl 3600 stored as 300 by the server (its maximum): planned as 300" in plan.notes
