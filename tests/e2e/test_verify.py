@@ -23,10 +23,11 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def site(lab, tmp_path_factory):
     """A container converged by deploy.py (which ends with the verify report), and how to verify it; with
-    POP3 and ManageSieve on, so verify checks TLS on every port there is."""
+    POP3 and ManageSieve on, so verify checks TLS on every port there is, and a TTL above the lab BIND's
+    max-zone-ttl (3600), so the deploy meets a server that stores TTLs its own way (and must converge)."""
     host = lab.new_host(f"vf{uuid.uuid4().hex[:5]}")
     env = make_mail_env(lab, host, tmp_path_factory.mktemp("spec"), domains=1,
-                        extra={"features": {"pop3": True, "managesieve": True}})
+                        extra={"features": {"pop3": True, "managesieve": True}, "dns": {"ttl": 7200}})
     env.first_run = run_deploy([host], {"spec": str(env.spec_path)}).check()
     spec = load_spec(env.spec_path)
     run = ssh_runner(f"root@{host.address}", str(host.ssh_key),
