@@ -175,6 +175,9 @@ def test_a_foreign_value_sharing_the_apex_txt_set_is_kept_and_only_ours_removed(
     zones = ["example.org", "example.net"]
     run(make_spec(aws, domains=("example.org", "example.net"), zones=zones), facts(dkim))
     assert sorted(rrsets(aws, net)["example.net", "TXT"]) == ['"google-site-verification=abc"', '"v=spf1 mx -all"']
+    ttls = {s["Name"]: s["TTL"] for s in aws.client().list_resource_record_sets(HostedZoneId=net)["ResourceRecordSets"]
+            if s["Type"] == "TXT"}
+    assert ttls["example.net."] == 300  # the set has one TTL: theirs is kept (it went to the spec's 3600 before)
 
     aws.seen.clear()
     run(make_spec(aws, domains=("example.org",), zones=zones, max_change_percent=100), facts(dkim))
