@@ -1,0 +1,251 @@
+"""The spec's model: frozen dataclasses, each field with its type (a check in `Annotated`), its default and its
+documentation, which the builder validates against and the JSON Schema publishes."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from ..services import services_on
+from .values import (AliasSource, Count, DnsLabel, DomainName, Duration, Email, EnvName, Hostname, HttpsUrl,
+                     IPAddress, Network, PasswordHash, Percent, Port, RecordKey, Size, Url)
+
+
+def doc(text: str, default: Any = dataclasses.MISSING, **kw) -> Any:
+    """A field with its documentation (shown in the JSON Schema)."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text}, **kw)
+    return field(default=default, metadata={"doc": text}, **kw)
+
+
+
+@dataclass(frozen=True)
+class Addresses:
+    ipv4: Annotated[str, IPAddress(4)] | None = doc("Public IPv4 address of the host (discovered when absent)", None)
+    ipv6: Annotated[str, IPAddress(6)] | None = doc("Public IPv6 address of the host (discovered when absent)", None)
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: Annotated[str, DomainName()] = doc("A mail domain, e.g. example.org")
+    dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
+        "DKIM selectors for this domain (default: dkim.selectors)", None)
+    spf: str | None = doc("SPF record of this domain (default: dns.spf)", None)
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    address: Annotated[str, Email()] = doc("The mailbox address; its domain must be one of `domains`")
+    password_hash: Annotated[str, PasswordHash()] | None = doc(
+        "Password hash ({ARGON2ID}..., {SHA512-CRYPT}...), e.g. from `doveadm pw -s ARGON2ID`", None)
+    password_env: Annotated[str, EnvName()] | None = doc(
+        "Name of an environment variable holding the password (read on the controller, hashed before upload)",
+        None)
+    password_file: str | None = doc("Path of a file holding the password (on the controller)", None)
+    quota: Annotated[int, Size()] | None = doc("Mailbox quota, e.g. 2G (default: limits.default_quota)", None)
+
+
+@dataclass(frozen=True)
+class Alias:
+    source: Annotated[str, AliasSource()] = doc("Address to forward, or @domain for a catch-all")
+    destinations: list[Annotated[str, Email()]] = doc("Where it goes: our mailboxes or external addresses")
+
+
+@dataclass(frozen=True)
+class Limits:
+    message_size: Annotated[int, Size()] = doc("Largest message accepted", 25 * 1024 ** 2)
+    default_quota: Annotated[int, Size()] = doc("Quota of a mailbox that sets none", 1024 ** 3)
+
+
+@dataclass(frozen=True)
+class Tls:
+    acme_directory: Annotated[str, HttpsUrl()] = doc(
+        "ACME directory URL", "https://acme-v02.api.letsencrypt.org/directory")
+    ca_bundle: str | None = doc(
+        "PEM file (on the controller) of a private CA to trust for the ACME server and its certificates", None)
+    contact: Annotated[str, Email()] | None = doc("ACME account contact (default: postmaster@first domain)", None)
+    challenge: Literal["http-01"] = doc("ACME challenge type", "http-01")
+
+
+@dataclass(frozen=True)
+class Dkim:
+    selectors: list[Annotated[str, DnsLabel()]] = doc("Selectors to sign with, for every domain", ["mail"])
+    key_bits: Literal[1024, 2048, 3072, 4096] = doc("RSA key size of new keys", 2048)
+
+
+@dataclass(frozen=True)
+class Features:
+    pop3: bool = doc("Offer POP3 (995)", False)
+    managesieve: bool = doc("Offer ManageSieve (4190)", False)
+    clamav: bool = doc("Virus scanning with ClamAV (needs ~1.5 GB RAM)", False)
+    postscreen: bool = doc("Screen port 25 clients with postscreen", True)
+    rspamd_controller: bool = doc(
+        "Run rspamd's controller on 127.0.0.1:11334 (web UI through an SSH tunnel, `rspamc learn_*`); "
+        "about 45 MB of memory", False)
+    dnsbl: list[Annotated[str, DomainName()]] = doc(
+        "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
+
+
+@dataclass(frozen=True)
+class Fail2ban:
+    enabled: bool = doc("Ban sources of repeated failed logins", True)
+    bantime: Annotated[int, Duration()] = doc("How long a ban lasts", 3600)
+    findtime: Annotated[int, Duration()] = doc("Window in which failures are counted", 600)
+    maxretry: Annotated[int, Count(1)] = doc("Failures within findtime that trigger a ban", 5)
+    ignore: list[Annotated[str, Network()]] = doc("Addresses/networks never banned", [])
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    port: Annotated[int, Port()] = doc("Port to open")
+    proto: Literal["tcp", "udp"] = doc("Protocol", "tcp")
+    sources: list[Annotated[str, Network()]] = doc("Allowed sources (empty: everyone)", [])
+
+
+@dataclass(frozen=True)
+class Firewall:
+    ssh_port: Annotated[int, Port()] = doc("SSH port (always kept open, so the operator is never locked out)", 22)
+    ssh_sources: list[Annotated[str, Network()]] = doc("Restrict SSH to these sources (empty: everyone)", [])
+    allow: list[FirewallRule] = doc("Extra ports to open", [])
+
+
+@dataclass(frozen=True)
+class DnsProvider:
+    kind: Literal["cloudflare", "route53", "rfc2136"] = doc("Which DNS provider holds the zones")
+    server: str | None = doc("rfc2136: primary nameserver that takes updates (address or name)", None)
+    port: Annotated[int, Port()] = doc("rfc2136: its port", 53)
+    tsig_key_file: str | None = doc(
+        "rfc2136: file with the TSIG key in BIND syntax (key \"name\" { algorithm ...; secret ...; };)", None)
+    api_token_env: Annotated[str, EnvName()] = doc(
+        "cloudflare: environment variable holding the API token (Zone.DNS edit, Zone.DNSSEC edit)",
+        "CLOUDFLARE_API_TOKEN")
+    api_token_file: str | None = doc("cloudflare: file holding the API token instead (on the controller)", None)
+    aws_profile: str | None = doc("route53: AWS profile (default: the standard AWS credential chain)", None)
+    endpoint: Annotated[str, Url()] | None = doc(
+        "cloudflare/route53: API base URL instead of the public one (tests, API proxies)", None)
+
+
+@dataclass(frozen=True)
+class Dmarc:
+    policy: Literal["none", "quarantine", "reject"] = doc("What receivers do with mail that fails DMARC",
+                                                          "quarantine")
+    subdomain_policy: Literal["none", "quarantine", "reject"] | None = doc(
+        "Policy for subdomains (default: the same as policy)", None)
+    rua: list[Annotated[str, Email()]] = doc(
+        "Where aggregate reports go (default: postmaster@ the domain if that is ours, else its first mailbox)", [])
+
+
+@dataclass(frozen=True)
+class Dns:
+    provider: DnsProvider | None = doc(
+        "Where to publish the records (absent: mailhost does not touch DNS; `mailhost dns plan` still shows them)",
+        None)
+    zones: list[Annotated[str, DomainName()]] = doc(
+        "Zones at the provider (default: the mail domains). Each record goes to the longest zone containing it, "
+        "so list e.g. example.org when the mail domains are subdomains of it", [])
+    ttl: Annotated[int, Duration()] = doc("TTL of the records mailhost publishes", 3600)
+    host_addresses: bool = doc("Publish A/AAAA of the host name (turn off when something else manages them)", True)
+    spf: str = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
+    dmarc: Dmarc = doc("DMARC policy record (_dmarc)", Dmarc())
+    dnssec: bool = doc("Turn on DNSSEC signing where the provider signs (Cloudflare, Route53)", True)
+    adopt: list[Annotated[str, RecordKey()]] = doc(
+        "Existing records not made by mailhost that it may take over, as 'NAME TYPE' (e.g. 'example.org MX'); "
+        "without this a conflicting record stops the plan", [])
+    owner: Annotated[str, DnsLabel()] | None = doc(
+        "Ownership tag on mailhost's records, so several mail hosts can share a zone (default: from the host "
+        "name)", None)
+    max_change_percent: Annotated[int, Percent()] = doc(
+        "Refuse a plan that updates or deletes more than this share of a zone's existing records "
+        "(zones of 10+ record sets; override with --force)", 30)
+    resolvers: list[Annotated[str, IPAddress(0)]] = doc(
+        "Resolvers to ask for the parent's DS records (default: the system's)", [])
+
+
+@dataclass(frozen=True)
+class Verify:
+    probe_mailbox: Annotated[str, Email()] | None = doc(
+        "Mailbox that sends itself a probe message to check DKIM/SPF/DMARC of real mail; its password must be "
+        "in password_env or password_file (default: the first mailbox that has one). The probe is deleted.", None)
+    trust_anchor: str | None = doc(
+        "File with the DNSSEC trust anchor as DS or DNSKEY records (default: the root zone's keys)", None)
+    ca_bundle: str | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
+                                "else the system's trust store)", None)
+    relay_probe: Annotated[str, Email()] = doc(
+        "Foreign address of a domain that receives mail, used to ask the host to relay (RCPT only: no message is "
+        "ever sent). Servers refuse a recipient domain without MX before their relay rule is even reached, so "
+        "it must be real.", "postmaster@gmail.com")
+    cert_min_days: Annotated[int, Count(0)] = doc("Warn when a certificate expires within this many days", 14)
+    rrsig_min_days: Annotated[int, Count(0)] = doc("Warn when DNSSEC signatures expire within this many days", 3)
+
+
+@dataclass(frozen=True)
+class Spec:
+    hostname: Annotated[str, Hostname()] = doc("The mail host name (MX target, TLS certificate, HELO)")
+    domains: list[Domain] = doc("Mail domains served by this host")
+    mailboxes: list[Mailbox] = doc("Mailboxes (IMAP accounts)")
+    addresses: Addresses = doc("Public addresses of the host", Addresses())
+    aliases: list[Alias] = doc("Forwarding addresses and catch-alls", [])
+    limits: Limits = doc("Sizes", Limits())
+    tls: Tls = doc("Certificates", Tls())
+    dkim: Dkim = doc("DKIM signing", Dkim())
+    features: Features = doc("Optional services", Features())
+    fail2ban: Fail2ban = doc("Brute-force protection", Fail2ban())
+    firewall: Firewall = doc("nftables firewall", Firewall())
+    dns: Dns = doc("DNS records: MX, A/AAAA, SPF, DKIM, DMARC, DNSSEC", Dns())
+    verify: Verify = doc("Checks run from outside after the deploy (`mailhost verify`)", Verify())
+    # Not a spec setting: the folder the spec file is in, which the file paths in it are relative to.
+    base_dir: Path = field(default=Path("."), compare=False, metadata={"internal": True})
+
+    # Derived views the roles use.
+    @property
+    def domain_names(self) -> list[str]:
+        return [d.name for d in self.domains]
+
+    def selectors(self, domain: Domain) -> list[str]:
+        return domain.dkim_selectors or self.dkim.selectors
+
+    @property
+    def dns_owner(self) -> str:
+        return self.dns.owner or re.sub(r"[^a-z0-9-]", "-", self.hostname)[:63].strip("-")
+
+    @property
+    def dns_zones(self) -> list[str]:
+        return self.dns.zones or self.domain_names
+
+    def zone_of(self, name: str) -> str | None:
+        """The longest of our zones that contains `name` (None: outside all of them)."""
+        inside = [z for z in self.dns_zones if name == z or name.endswith("." + z)]
+        return max(inside, key=len) if inside else None
+
+    @property
+    def given_addresses(self) -> list[str]:
+        """The host's public addresses as the spec states them (empty: read from the host, or from DNS)."""
+        return [a for a in (self.addresses.ipv4, self.addresses.ipv6) if a]
+
+    @property
+    def mail_tcp_ports(self) -> list[int]:
+        """The ports the mail services listen on publicly (`mailhost.services`; 80: ACME HTTP-01)."""
+        return sorted(service.port for service in services_on(self.features))
+
+    @property
+    def open_tcp_ports(self) -> list[int]:
+        """Every TCP port the firewall opens: SSH, mail, and the spec's extra rules."""
+        extra = [r.port for r in self.firewall.allow if r.proto == "tcp"]
+        return sorted({self.firewall.ssh_port, *self.mail_tcp_ports, *extra})
+
+    @property
+    def probe_mailbox(self) -> Mailbox | None:
+        """The mailbox verify logs in as: the spec's choice, else the first whose password we can read."""
+        usable = [m for m in self.mailboxes if m.password_env or m.password_file]
+        if self.verify.probe_mailbox:
+            return next((m for m in usable if m.address == self.verify.probe_mailbox), None)
+        return usable[0] if usable else None
+
+    @property
+    def acme_contact(self) -> str:
+        return self.tls.contact or f"postmaster@{self.domains[0].name}"
+
