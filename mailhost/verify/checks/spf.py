@@ -14,6 +14,7 @@ import dns.reversename
 from ..result import Result, error, ok, timeout, warn
 
 from .lookup import Lookup, LookupTimeout
+from .spf_syntax import Address, PermError, Record, Term, check_macros, is_spf, parse_spf
 
 SPF_CHECK = "dns.spf"
 
@@ -28,9 +29,6 @@ STRANGER = ipaddress.ip_address("0.0.0.1")
 
 RESULTS = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 @dataclass(frozen=True)
 class SpfOutcome:
@@ -43,143 +41,8 @@ class SpfOutcome:
     problems: tuple[str, ...] = ()  # notes that do not change the result (a ptr mechanism)
 
 
-class _PermError(Exception):
-    """The record (or one it includes) is wrong: check_host() gives permerror."""
-
-
 class _TempError(Exception):
     """The DNS did not answer: check_host() gives temperror."""
-
-
-# --- parsing ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Term:
-    text: str  # as written, for explanations
-    qualifier: str
-    mechanism: str
-    domain_spec: str | None = None
-    network: Network | None = None  # ip4, ip6
-    cidr4: int = 32  # a, mx
-    cidr6: int = 128
-
-
-@dataclass(frozen=True)
-class _Record:
-    terms: tuple[_Term, ...]
-    redirect: str | None
-
-
-_MODIFIER = re.compile(r"([a-z][a-z0-9_.-]*)=(.*)", re.I)
-_DIRECTIVE = re.compile(r"([+\-~?]?)([a-z][a-z0-9_.-]*)(.*)", re.I)
-_CIDR = r"(0|[1-9][0-9]{0,2})"
-_DUAL_CIDR = re.compile(rf"(.*?)(?:/{_CIDR})?(?://{_CIDR})?")
-_MACRO = re.compile(r"%(?:\{([a-z])([0-9]*)(r?)([.\-+,/_=]*)\}|([%_-]))", re.I)
-_TOPLABEL = r"([a-z0-9]*[a-z][a-z0-9]*|[a-z0-9]+-[a-z0-9-]*[a-z0-9])"
-_DOMAIN_END = re.compile(rf"\.{_TOPLABEL}\.?", re.I)
-
-
-def is_spf(text: str) -> bool:
-    """Is this TXT string an SPF record (RFC 7208 4.5: "v=spf1" alone or followed by a space)?"""
-    return re.match(r"v=spf1( |$)", text, re.I) is not None
-
-
-def _macro_parts(spec: str) -> list[str | re.Match]:
-    """Literal text and macros; a '%' that starts no macro is a syntax error."""
-    parts: list[str | re.Match] = []
-    at = 0
-    for m in _MACRO.finditer(spec):
-        parts.append(spec[at:m.start()])
-        parts.append(m)
-        at = m.end()
-    parts.append(spec[at:])
-    if any(isinstance(p, str) and "%" in p for p in parts):
-        raise _PermError(f"'{spec}' has a '%' that is not a macro (write '%%' for a percent sign)")
-    return [p for p in parts if p != ""]
-
-
-def _check_macros(spec: str, letters: str = "slodiphv") -> list[str | re.Match]:
-    parts = _macro_parts(spec)
-    for m in parts:
-        if isinstance(m, re.Match) and m[1] and (m[1].lower() not in letters or m[2] == "0"):
-            raise _PermError(f"'{m[0]}' is not a macro allowed here")
-    return parts
-
-
-def _check_domain_spec(spec: str) -> None:
-    """RFC 7208 7.1: macros, then a domain end (".tld" or a macro)."""
-    parts = _check_macros(spec)
-    last = parts[-1] if parts else ""
-    if isinstance(last, str) and not _DOMAIN_END.search(last):
-        raise _PermError(f"'{spec}' is not a domain name")
-
-
-def _parse_term(word: str) -> _Term:
-    m = _DIRECTIVE.fullmatch(word)
-    if not m:
-        raise _PermError(f"'{word}' is not a mechanism")
-    qualifier, name, rest = m[1] or "+", m[2].lower(), m[3]
-    if name == "all" and not rest:
-        return _Term(word, qualifier, name)
-    if name in ("include", "exists") and rest[1:] and rest[0] == ":":
-        _check_domain_spec(rest[1:])
-        return _Term(word, qualifier, name, rest[1:])
-    if name == "ptr" and (not rest or rest[1:] and rest[0] == ":"):
-        if rest:
-            _check_domain_spec(rest[1:])
-        return _Term(word, qualifier, name, rest[1:] or None)
-    if name in ("a", "mx"):
-        return _parse_dual_cidr(word, qualifier, name, rest)
-    if name in ("ip4", "ip6") and rest.startswith(":"):
-        return _Term(word, qualifier, name, network=_parse_network(word, name, rest[1:]))
-    raise _PermError(f"'{word}' is not a mechanism")
-
-
-def _parse_dual_cidr(word: str, qualifier: str, name: str, rest: str) -> _Term:
-    spec, cidr4, cidr6 = _DUAL_CIDR.fullmatch(rest).groups()
-    if spec and (spec[0] != ":" or not spec[1:]):
-        raise _PermError(f"'{word}' is not a mechanism")
-    if spec:
-        _check_domain_spec(spec[1:])
-    cidr4, cidr6 = int(cidr4 or 32), int(cidr6 or 128)
-    if cidr4 > 32 or cidr6 > 128:
-        raise _PermError(f"'{word}' has a prefix length out of range")
-    return _Term(word, qualifier, name, spec[1:] or None, cidr4=cidr4, cidr6=cidr6)
-
-
-def _parse_network(word: str, name: str, text: str) -> Network:
-    address, slash, length = text.partition("/")
-    version = 4 if name == "ip4" else 6
-    if slash and not re.fullmatch(_CIDR, length):
-        raise _PermError(f"'{word}' has a bad prefix length")
-    try:
-        if ipaddress.ip_address(address).version != version:
-            raise ValueError
-        return ipaddress.ip_network(f"{address}/{length or (32 if version == 4 else 128)}", strict=False)
-    except ValueError:
-        raise _PermError(f"'{word}' is not an IPv{version} address or network") from None
-
-
-def _parse_spf(text: str) -> _Record:
-    """The whole record, before anything is evaluated: RFC 7208 4.6 makes any syntax error a permerror."""
-    terms: list[_Term] = []
-    modifiers: dict[str, str] = {}
-    for word in text.split(" ")[1:]:
-        if not word:
-            continue
-        m = _MODIFIER.fullmatch(word)
-        if not m:
-            terms.append(_parse_term(word))
-            continue
-        name, value = m[1].lower(), m[2]
-        if name in modifiers and name in ("redirect", "exp"):
-            raise _PermError(f"'{name}=' appears twice")
-        if name == "redirect" or name == "exp":
-            _check_domain_spec(value)
-        else:
-            _check_macros(value, "slodiphvcrt")  # unknown modifiers are ignored, but must parse
-        modifiers[name] = value
-    return _Record(tuple(terms), modifiers.get("redirect"))
 
 
 # --- evaluation ---------------------------------------------------------------------------------------------
@@ -218,25 +81,25 @@ class _Evaluation:
         if not answers and void_counts:
             self.voids += 1
             if self.voids > MAX_VOID_LOOKUPS:
-                raise _PermError(f"more than {MAX_VOID_LOOKUPS} lookups found nothing (last: {name} {rdtype})")
+                raise PermError(f"more than {MAX_VOID_LOOKUPS} lookups found nothing (last: {name} {rdtype})")
         return answers
 
     def count(self, term: str) -> None:
         self.lookups += 1
         if self.lookups > MAX_LOOKUPS:
-            raise _PermError(f"more than {MAX_LOOKUPS} DNS lookups (the 11th: '{term}')")
+            raise PermError(f"more than {MAX_LOOKUPS} DNS lookups (the 11th: '{term}')")
 
-    def spf_record(self, domain: str) -> _Record | None:
+    def spf_record(self, domain: str) -> Record | None:
         found = [t for t in self.query(domain, "TXT", void_counts=False) if is_spf(t)]
         if len(found) > 1:
-            raise _PermError(f"{len(found)} SPF records at {domain}: " + " | ".join(sorted(found)))
+            raise PermError(f"{len(found)} SPF records at {domain}: " + " | ".join(sorted(found)))
         if not found:
             return None
         self.records.setdefault(domain, found[0])
         try:
-            record = _parse_spf(found[0])
-        except _PermError as exc:
-            raise _PermError(f"syntax error in the SPF record of {domain}: {exc}") from None
+            record = parse_spf(found[0])
+        except PermError as exc:
+            raise PermError(f"syntax error in the SPF record of {domain}: {exc}") from None
         if any(t.mechanism == "ptr" for t in record.terms):
             self._note(f"the SPF record of {domain} uses 'ptr', which RFC 7208 5.5 says not to use")
         return record
@@ -261,10 +124,10 @@ class _Evaluation:
         self.count(f"redirect={target}")
         result, why = self.check_host(target)
         if result == "none":
-            raise _PermError(f"redirect={target}: {why}")
+            raise PermError(f"redirect={target}: {why}")
         return result, why
 
-    def matches(self, term: _Term, domain: str) -> bool:
+    def matches(self, term: Term, domain: str) -> bool:
         if term.mechanism == "all":
             return True
         if term.network is not None:
@@ -274,7 +137,7 @@ class _Evaluation:
         if term.mechanism == "include":
             result, why = self.check_host(target)
             if result == "none":
-                raise _PermError(f"include:{target}: {why}")
+                raise PermError(f"include:{target}: {why}")
             return result == "pass"
         if term.mechanism == "exists":
             return bool(self.query(target, "A"))
@@ -288,15 +151,15 @@ class _Evaluation:
     def address_type(self) -> str:
         return "A" if self.ip.version == 4 else "AAAA"
 
-    def in_addresses(self, addresses: Iterable[str], term: _Term) -> bool:
+    def in_addresses(self, addresses: Iterable[str], term: Term) -> bool:
         prefix = term.cidr4 if self.ip.version == 4 else term.cidr6
         return any(self.ip in ipaddress.ip_network(f"{a}/{prefix}", strict=False) for a in addresses)
 
-    def mx_matches(self, target: str, term: _Term) -> bool:
+    def mx_matches(self, target: str, term: Term) -> bool:
         hosts = [mx.split()[-1].removesuffix(".").lower() for mx in self.query(target, "MX")]
         hosts = [h for h in hosts if h]  # a null MX ("0 .") names no host
         if len(hosts) > MAX_NAMES:
-            raise _PermError(f"'{term.text}': {target} has {len(hosts)} MX hosts, more than {MAX_NAMES}")
+            raise PermError(f"'{term.text}': {target} has {len(hosts)} MX hosts, more than {MAX_NAMES}")
         return any(self.in_addresses(self.query(h, self.address_type, void_counts=False), term) for h in hosts)
 
     def ptr_matches(self, target: str) -> bool:
@@ -317,7 +180,7 @@ class _Evaluation:
 
     def expand(self, spec: str, domain: str) -> str:
         """RFC 7208 7: macros expanded, then trimmed from the left to 253 octets."""
-        name = "".join(p if isinstance(p, str) else self._macro(p, domain) for p in _check_macros(spec))
+        name = "".join(p if isinstance(p, str) else self._macro(p, domain) for p in check_macros(spec))
         name = name.removesuffix(".").lower()
         while len(name) > 253 and "." in name:
             name = name.split(".", 1)[1]
@@ -352,7 +215,7 @@ def evaluate_spf(domain: str, ip: str | Address, lookup: Lookup, sender: str | N
     run = _Evaluation(lookup, _address(ip), sender or f"postmaster@{domain}", helo or domain)
     try:
         result, why = run.check_host(domain)
-    except _PermError as exc:
+    except PermError as exc:
         result, why = "permerror", str(exc)
     except _TempError as exc:
         result, why = "temperror", str(exc)
