@@ -45,10 +45,13 @@ def certonly_command(spec: Spec) -> StringCommand:
         "http-01")
 
 
+RUNNING = f'[ -s {PID} ] && grep -qs certbot "/proc/$(cat {PID})/cmdline"'  # (a pid may be reused later)
+
+
 def request_command(spec: Spec) -> StringCommand:
     """Start the issuance in the background (unless one still runs); its pid and output go under STATE."""
     return StringCommand(
-        f"mkdir -p {STATE} && if [ -s {PID} ] && kill -0 \"$(cat {PID})\" 2>/dev/null; then :; else",
+        f"mkdir -p {STATE} && if {RUNNING}; then :; else",
         "setsid", certonly_command(spec), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
 
 
@@ -57,7 +60,7 @@ def ready_command(spec: Spec) -> StringCommand:
     hint = (f"ACME: could not get a certificate for {spec.hostname}: does its A/AAAA record point at this host, "
             "and is port 80 reachable?")
     return StringCommand(
-        f"timeout 900 sh -c 'while kill -0 \"$(cat {PID})\" 2>/dev/null; do sleep 0.2; done';",
+        f"timeout 900 sh -c 'while {RUNNING}; do sleep 0.2; done'; rm -f {PID};",
         "test", "-s", QuoteString(f"{live_dir(spec)}/fullchain.pem"),
         f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
 
