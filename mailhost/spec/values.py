@@ -131,13 +131,32 @@ class Duration(Check):
         return seconds
 
 
-class Port(Check):
-    schema = {"type": "integer", "minimum": 1, "maximum": 65535}
+class IntRange(Check):
+    """A whole number from `minimum` to `maximum` (true and false are not numbers here)."""
+
+    def __init__(self, minimum: int, maximum: int, what: str):
+        self.minimum, self.maximum, self.what = minimum, maximum, what
+        self.schema = {"type": "integer", "minimum": minimum, "maximum": maximum}
 
     def __call__(self, value):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise ValueError(f"{shown(value)} is not a port number (1-65535)")
+        if isinstance(value, bool) or not isinstance(value, int) or not self.minimum <= value <= self.maximum:
+            raise ValueError(f"{shown(value)} is not {self.what}")
         return value
+
+
+class Port(IntRange):
+    def __init__(self):
+        super().__init__(1, 65535, "a port number (1-65535)")
+
+
+class Count(IntRange):
+    def __init__(self, minimum: int):
+        super().__init__(minimum, 2 ** 31 - 1, f"a whole number from {minimum}")
+
+
+class Percent(IntRange):
+    def __init__(self):
+        super().__init__(0, 100, "a percentage (0-100)")
 
 
 class IPAddress(Check):
@@ -235,26 +254,3 @@ class RecordKey(Check):
         if not all(re.fullmatch(r"\*|_?[a-z0-9-]{1,62}", label) for label in name.split(".")) or "." not in name:
             raise ValueError(f"{shown(value)}: {shown(parts[0])} is not a record name")
         return f"{name.lower().rstrip('.')} {parts[1].upper()}"
-
-
-class Count(Check):
-    """A whole number from `minimum` up."""
-
-    def __init__(self, minimum: int):
-        self.minimum = minimum
-        self.schema = {"type": "integer", "minimum": minimum, "maximum": 2 ** 31 - 1}
-
-    def __call__(self, value):
-        if isinstance(value, bool) or not isinstance(value, int) or not self.minimum <= value <= 2 ** 31 - 1:
-            raise ValueError(f"{shown(value)} is not a whole number from {self.minimum}")
-        return value
-
-
-class Percent(Check):
-    schema = {"type": "integer", "minimum": 0, "maximum": 100}
-
-    def __call__(self, value):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-            raise ValueError(f"{shown(value)} is not a percentage (0-100)")
-        return value
-
