@@ -1,11 +1,20 @@
 """One pyinfra role per service, each of one shape: `packages(spec)`, what it needs installed, and `apply(spec)`,
-a `@deploy` that configures and activates it (the base role installs every role's packages at once)."""
+a `@deploy` that configures and activates it (the base role installs every role's packages at once). A role
+whose package asks debconf questions answers them in `PRESEED` (debconf-set-selections lines)."""
 
 from mailhost.spec import Spec
 
 
+def _roles() -> tuple:
+    from . import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+    return base, firewall, certbot, opendkim, rspamd, postfix, dovecot, fail2ban
+
+
 def all_packages(spec: Spec) -> list[str]:
     """Every Debian package the roles need for `spec`: installed in one apt transaction."""
-    from . import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
-    return sorted({package for role in (base, firewall, certbot, opendkim, rspamd, postfix, dovecot, fail2ban)
-                   for package in role.packages(spec)})
+    return sorted({package for role in _roles() for package in role.packages(spec)})
+
+
+def all_preseeds() -> list[str]:
+    """Every role's debconf answers, given to debconf before that transaction."""
+    return [line for role in _roles() for line in getattr(role, "PRESEED", [])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import FactBase, deploy
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server, systemd
 
@@ -55,7 +55,7 @@ class DpkgInterrupted(FactBase):
 @deploy("base")
 def apply(spec: Spec) -> None:
     """Installs the whole stack (`roles.all_packages`) together."""
-    from roles import all_packages  # every role's packages, this one's among them
+    from roles import all_packages, all_preseeds  # every role's, this one's among them
     stack = all_packages(spec)
     fqdn = spec.hostname
     server.hostname(name="Hostname is the mail host name", hostname=fqdn)
@@ -78,6 +78,10 @@ def apply(spec: Spec) -> None:
     policy = host.get_fact(PolicyRcD)
     if missing and policy is None:
         files.put(name="Package scripts start no services", src=StringIO(POLICY), dest=POLICY_RC_D, mode="755")
+    if missing:
+        answers = map(QuoteString, all_preseeds())
+        server.shell(name="debconf has the roles' answers",
+                     commands=[StringCommand("printf '%s\\n'", *answers, "| debconf-set-selections")])
     install = apt.packages(name="Mail stack packages", packages=stack, no_recommends=True)
     if (missing and policy is None) or policy == "mailhost":
         files.file(name="Package scripts may start services again", path=POLICY_RC_D, present=False)

@@ -4,8 +4,11 @@ protection, OpenDKIM signing of submitted mail and rspamd on everything."""
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from mailhost import maps
@@ -19,6 +22,16 @@ def packages(spec: Spec) -> list[str]:
     return ["postfix"]
 
 
+# Debian's postinst otherwise writes a main.cf of its own, setting each value with its own `postconf -e`
+# (5-6 s of the install): ours replaces that file anyway. Applied only when packages are installed.
+PRESEED = ["postfix postfix/main_mailer_type select No configuration"]
+
+# The local alias table (main.cf's alias_maps), which that postinst would have made: Debian's default,
+# written only where the file is missing, so an admin's own aliases stay.
+ALIASES = "/etc/aliases"
+DEFAULT_ALIASES = "# See man 5 aliases for format\npostmaster:    root\n"
+
+
 MAPS = {
     "/etc/postfix/virtual_mailboxes": maps.virtual_mailboxes,
     "/etc/postfix/virtual_aliases": maps.virtual_aliases,
@@ -26,20 +39,41 @@ MAPS = {
 }
 
 
+class LookupTables(FactBase):
+    """{path: "missing" | "stale"} for those of the given tables whose .db is missing or older than the table
+    (a run cut off between writing a table and building it leaves it stale); up-to-date ones are left out."""
+
+    def command(self, paths: list[str]) -> str:
+        return (f"for f in {' '.join(paths)}; do if [ ! -e $f ]; then echo missing $f; "
+                "elif [ ! -e $f.db ] || [ $f -nt $f.db ]; then echo stale $f; fi; done")
+
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return {path: state for state, path in (line.split(" ", 1) for line in output)}
+
+
 @deploy("postfix")
 def apply(spec: Spec) -> None:
-    changed = []
-    for path, rows in MAPS.items():
-        table = config_file(__file__, path, rows=rows(spec))
-        # Rebuilt only when the table changed.
-        server.shell(name=f"postmap {path}", commands=[f"postmap hash:{path}"], _if=table.did_change)
-        changed.append(table)
-    # Both files staged first: postconf checks them together.
+    # main.cf first: postmap and newaliases read it. Both files staged first: postconf checks them together.
     main = StagedConfig(__file__, "/etc/postfix/main.cf", spec=spec, tls=live_dir(spec), backdated=True)
     master = StagedConfig(__file__, "/etc/postfix/master.cf", spec=spec)
     check = ("{{ postconf -c {dir} -n; postconf -c {dir} -M; }} >/dev/null 2>{dir}/check.err; "
              "! grep -i -e warning -e fatal {dir}/check.err")
-    changed += [main.install(check), master.install(check)]
+    changed = [main.install(check), master.install(check)]
+    tables = host.get_fact(LookupTables, paths=[*MAPS, ALIASES])
+    for path, rows in MAPS.items():
+        table = config_file(__file__, path, rows=rows(spec))
+        # Rebuilt when the table changed, or was left unbuilt.
+        server.shell(name=f"postmap {path}", commands=[f"postmap hash:{path}"],
+                     _if=None if path in tables else table.did_change)
+        changed.append(table)
+    if tables.get(ALIASES) == "missing":
+        files.put(name=f"{ALIASES} (Debian's default)", src=StringIO(DEFAULT_ALIASES), dest=ALIASES, mode="644")
+    if ALIASES in tables:
+        changed.append(server.shell(name=f"newaliases ({ALIASES})", commands=["newaliases"]))
     server.shell(name="Postfix installation is consistent", commands=["postfix check"], _if=any_changed(*changed))
     systemd.service(name="Postfix reloads its config", service="postfix", reloaded=True,
                     _if=any_changed(*changed))  # only if running; a stopped Postfix starts below

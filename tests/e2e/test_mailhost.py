@@ -173,6 +173,10 @@ DRIFTS = {
     "mailbox deleted from the user database": ("sed -i 1d /etc/dovecot/users", "wc -l < /etc/dovecot/users", None),
     "config file mode and owner changed": ("chmod 666 /etc/postfix/main.cf && chown nobody /etc/postfix/main.cf",
                                            "stat -c '%a %U' /etc/postfix/main.cf", "644 root"),
+    "a lookup table left unbuilt": ("rm /etc/postfix/virtual_mailboxes.db",
+                                    "postmap -q {mailbox} hash:/etc/postfix/virtual_mailboxes || true", None),
+    "local aliases removed": ("rm /etc/aliases /etc/aliases.db", "postalias -q postmaster hash:/etc/aliases || true",
+                              "root"),
     "DKIM key mode changed": ("chmod 644 /etc/opendkim/keys/*/mail.private",
                               "stat -c %a /etc/opendkim/keys/*/mail.private | sort -u", "600"),
 }
@@ -181,6 +185,7 @@ DRIFTS = {
 @pytest.mark.parametrize("case", list(DRIFTS))
 def test_drift_is_repaired_by_the_next_run(lab, mail, case):
     break_it, observe, expected = DRIFTS[case]
+    observe = observe.format(mailbox=mail.mailboxes[0])
     before = mail.host.ssh(observe).stdout.strip()
     mail.host.ssh(break_it)
     broken = mail.host.ssh(observe).stdout.strip()
