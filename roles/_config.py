@@ -20,6 +20,8 @@ from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand,
 from pyinfra.api.util import get_template
 from pyinfra.operations import server
 
+from mailhost import tables
+
 STAGING = "/var/lib/mailhost/staged"
 
 
@@ -70,11 +72,16 @@ def template_path(role_file: str, dest: str) -> str:
     return str(Path(role_file).parent / "templates" / (dest.lstrip("/") + ".j2"))
 
 
+def render(src: str, **context) -> str:
+    """A role template rendered; every template may use the table writers (`tables.key_value`, ...)."""
+    return get_template(src).render({"host": host, "tables": tables, **context})
+
+
 @operation()
 def rendered(src: str, path: str, known: str | None, **context):
     """The template `src` rendered to `path` (0600, in the root-only staging tree), uploaded only when its
     content differs from `known`, the digest the ConfigFiles fact read: a file needs no facts of its own."""
-    content = get_template(src).render({"host": host, **context})
+    content = render(src, **context)
     if hashlib.sha256(content.encode()).hexdigest() == known:
         host.noop(f"{path} is rendered")
         return

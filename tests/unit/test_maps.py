@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 import pytest
 from passlib.hash import sha512_crypt as reference
 
-from mailhost import maps
+from mailhost import maps, tables
 from mailhost.passwords import password_hash, sha512_crypt
 from mailhost.spec import parse_spec
+from roles._config import render
 
 USERS_TEMPLATE = Path(__file__).parents[2] / "roles/dovecot/templates/etc/dovecot/users.j2"
 
@@ -67,7 +67,7 @@ def test_dovecot_users_never_contain_plaintext_and_are_stable(spec, tmp_path):
                                               (False, "userdb_quota_rule=*:storage=2147483648B")])
 def test_users_file_is_one_passwd_line_per_mailbox_in_the_installed_dovecots_syntax(spec, tmp_path, v24,
                                                                                     quota_field):
-    text = jinja2.Template(USERS_TEMPLATE.read_text()).render(users=maps.dovecot_users(spec), v24=v24)
+    text = render(str(USERS_TEMPLATE), users=maps.dovecot_users(spec), v24=v24)
     lines = [line for line in text.splitlines() if line]
     assert len(lines) == 3
     assert lines[0] == f"alice@example.org:{HASH}::::::{quota_field}"
@@ -95,3 +95,24 @@ def test_same_password_different_mailboxes_different_salts():
 
 def test_given_hash_is_used_verbatim(spec, tmp_path):
     assert password_hash(spec.mailboxes[0], tmp_path) == HASH
+
+
+@pytest.mark.parametrize("write, args", [
+    (tables.key_value, ("alice@example.org\nbob@example.org", "OK")),   # a second line
+    (tables.key_value, ("#alice@example.org", "OK")),                    # a comment
+    (tables.key_value, ("alice@example.org", "a@example.org b")),        # a second value
+    (tables.key_value, ("", "OK")),
+    (tables.passwd_entry, ("alice@example.org", "{PLAIN}x:1000")),       # shifts the uid field
+    (tables.passwd_entry, ("alice:x@example.org", "{PLAIN}x")),
+    (tables.passwd_entry, ("alice@example.org", "{PLAIN}x", "userdb_quota_rule=*:storage=1B\nbob:x")),
+])
+def test_table_writers_refuse_what_would_change_the_file_structure(write, args):
+    """The last line behind the spec's checks: such a value stops the run instead of splitting a line."""
+    with pytest.raises(tables.TableError, match="cannot be written|comment"):
+        write(*args)
+
+
+def test_table_writers_write_one_line_of_fields():
+    assert tables.key_value("*@example.org", "mail._domainkey.example.org") == "*@example.org mail._domainkey.example.org"
+    assert tables.passwd_entry("ünï@example.org", "{SHA512-CRYPT}$6$x", "userdb_quota_rule=*:storage=1B") == \
+        "ünï@example.org:{SHA512-CRYPT}$6$x::::::userdb_quota_rule=*:storage=1B"

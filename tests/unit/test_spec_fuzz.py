@@ -14,11 +14,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pyinfra.api.util import get_template
 
 from mailhost import maps
 from mailhost.services import services_on
 from mailhost.spec import SpecError, parse_spec
+from roles._config import render as render_template, template_path
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("MAILHOST_FUZZ_EXAMPLES", "300"))
@@ -90,7 +90,7 @@ def mutated(changes: list[tuple[tuple, object]]) -> dict:
 
 
 def render(role: str, dest: str, **context) -> str:
-    return get_template(str(REPO / "roles" / role / "templates" / (dest.lstrip("/") + ".j2"))).render(context)
+    return render_template(template_path(str(REPO / "roles" / role / "__init__.py"), dest), **context)
 
 
 def lines(text: str) -> list[str]:
