@@ -120,6 +120,15 @@ def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
     assert host.ssh(f"test -e {POLICY_RC_D}", check=False).returncode == 1, "policy-rc.d was left behind"
 
 
+def test_deploys_killed_at_random_points_converge_with_nothing_lost(lab):
+    """A few of `benchmarks/interrupt.py`'s trials, at kill points drawn anew each run (the seed is printed):
+    a fresh host's first deploy and a live host's change, each killed, each followed by a deploy that must
+    converge and verify green with mail, DKIM keys and certificate kept."""
+    run = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "benchmarks/interrupt.py"), "--trials", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=3600)
+    assert run.returncode == 0 and "2 of 2 trials converged" in run.stdout, run.stdout[-4000:] + run.stderr[-2000:]
+
+
 def test_someone_elses_policy_rc_d_is_left_alone(lab, fresh_host, tmp_path):
     """A host whose image forbids service starts in package scripts (as container images often do)
     still converges, every service started by its role, and the file stays as it was."""

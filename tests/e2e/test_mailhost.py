@@ -3,6 +3,7 @@ each Debian release mailhost supports."""
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import subprocess
 import sys
@@ -13,11 +14,18 @@ import dkim
 import dns.flags
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mailclient import imap_fetch, message, send_inbound, tls_context
 from lab.config import RELEASES
-from lab.deploys import run_deploy
+from lab.deploys import REPO, run_deploy
 from lab.mailenv import make_mail_env
+from mailhost.spec import SpecError, parse_spec
+from roles._config import render, template_path
+from roles.certbot import live_dir
+from roles.postfix import MAPS
+from tests.hostile_specs import PATHS, mutated, values
 
 pytestmark = pytest.mark.e2e
 
@@ -286,3 +294,54 @@ def test_one_failed_login_is_one_strike_and_the_deployer_is_never_banned(lab, ma
             assert smtp.noop()[0] == 250
     finally:
         mail.host.ssh("fail2ban-client unban --all", check=False)
+
+
+def test_hostile_specs_the_loader_accepts_render_files_this_hosts_postfix_reads_back(mail, tmp_path):
+    """Specs the fuzz suite generates (tests/hostile_specs.py) that the loader accepts, rendered as the roles
+    render them and parsed back by the installed Postfix: main.cf and master.cf without a warning, and each
+    lookup table holds exactly the rows written (`postmap -s` dumps what it built)."""
+    accepted = []
+
+    @settings(max_examples=1000, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.sampled_from(PATHS), values), min_size=1, max_size=3))
+    def collect(changes):
+        try:
+            accepted.append(parse_spec(mutated(changes)))
+        except SpecError:
+            pass
+
+    collect()
+    assert len(accepted) >= 20, f"only {len(accepted)} generated specs were accepted"
+    role = str(REPO / "roles" / "postfix" / "__init__.py")
+    for n, spec in enumerate(accepted[:40]):
+        directory = tmp_path / "specs" / str(n)
+        directory.mkdir(parents=True)
+        for dest, context in {"/etc/postfix/main.cf": {"spec": spec, "tls": live_dir(spec)},
+                              "/etc/postfix/master.cf": {"spec": spec},
+                              **{path: {"rows": rows(spec)} for path, rows in MAPS.items()}}.items():
+            (directory / dest.rsplit("/", 1)[1]).write_text(render(template_path(role, dest), **context))
+    archive = subprocess.run(["tar", "-C", str(tmp_path / "specs"), "-cz", "."], capture_output=True, check=True)
+    tables = " ".join(path.rsplit("/", 1)[1] for path in MAPS)
+    output = mail.host.ssh(
+        "rm -rf /tmp/hostile && mkdir /tmp/hostile && cd /tmp/hostile && base64 -d | tar -xz && for d in *; do "
+        'echo "= $d"; { postconf -c $d -n >/dev/null; postconf -c $d -M >/dev/null; } 2>&1 | sed "s/^/W /"; '
+        f'for t in {tables}; do postmap hash:$d/$t 2>&1 | sed "s/^/W /"; postmap -s hash:$d/$t | sed "s/^/R $t /"; '
+        "done; done", input=base64.b64encode(archive.stdout).decode(), timeout=600).stdout
+    found: dict[int, dict] = {}
+    for line in output.splitlines():
+        kind, rest = line.split(" ", 1)
+        if kind == "=":
+            current = found.setdefault(int(rest), {"warnings": [], "rows": {t: [] for t in tables.split()}})
+        elif kind == "W":
+            current["warnings"].append(rest)
+        else:
+            table, key, value = rest.split(None, 2)
+            current["rows"][table].append((key, value))
+    assert sorted(found) == list(range(min(len(accepted), 40)))
+    for n, result in found.items():
+        spec = accepted[n]
+        assert not result["warnings"], f"spec {n} ({spec.hostname}): {result['warnings']}"
+        for path, rows in MAPS.items():
+            written = sorted((key.lower(), value) for key, value in rows(spec))  # postmap folds keys to lowercase
+            assert sorted(result["rows"][path.rsplit("/", 1)[1]]) == written, f"spec {n}, {path}"
