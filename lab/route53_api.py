@@ -6,7 +6,7 @@ moto does not implement Route53's DNSSEC calls: tests stub those on the client.
 
     with MotoRoute53() as aws:
         zone_id = aws.create_zone("example.org")
-        provider = make_provider(DnsProvider(kind="route53", endpoint=aws.url), "mx1")
+        provider = make_provider(Route53(kind="route53", endpoint=aws.url), "mx1")
         aws.seen  # [(service, method, operation or path), ...] as the server received them
 """
 

@@ -1,9 +1,8 @@
-"""YAML -> `Spec`: the loader (what a spec file may be), the builder (data -> dataclasses, every problem with its
-field path), then the rules across fields."""
+"""YAML -> `Spec`: the loader (what a spec file may be), the model's validation (pydantic; its errors worded
+here, each with its field path), then the rules across fields."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import stat
 import sys
@@ -13,99 +12,89 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from .model import Spec
 from .rules import cross_checks
-from .values import SpecError, control_free, cut, shown
+from .values import SpecError, cut, shown
 
 
-# -- building: YAML data -> dataclasses, collecting every problem with its path ------------------------
-def _path(parent: str, key: str | int) -> str:
-    return f"{parent}[{key}]" if isinstance(key, int) else (f"{parent}.{key}" if parent else key)
+# -- pydantic's errors, worded for people, each with its field path ------------------------------------
+_TYPES = {"string_type": "a string", "int_type": "an integer", "bool_type": "true or false", "list_type": "a list",
+          "model_type": "a mapping", "model_attributes_type": "a mapping", "dict_type": "a mapping"}
 
 
-def _describe(tp: Any) -> str:
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
+def _members(tp: Any) -> list[type[BaseModel]]:
+    """The models a field's type holds (through Optional, list, Annotated, a union of providers)."""
     origin = typing.get_origin(tp)
-    if origin is list:
-        return "a list"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return {str: "a string", int: "an integer", bool: "true or false"}.get(tp, str(tp))
+    if origin is Annotated:
+        return _members(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType, list):
+        return [m for arg in typing.get_args(tp) for m in _members(arg)]
+    return [tp] if isinstance(tp, type) and issubclass(tp, BaseModel) else []
 
 
-class _Builder:
-    def __init__(self):
-        self.problems: list[tuple[str, str]] = []
+def _tag(model: type[BaseModel]) -> str | None:
+    """The `kind` that picks `model` out of a discriminated union (the DNS providers), if it is one."""
+    field = model.model_fields.get("kind")
+    return typing.get_args(field.annotation)[0] if field and typing.get_origin(field.annotation) is Literal else None
 
-    def build(self, tp: Any, value: Any, path: str) -> Any:
-        origin = typing.get_origin(tp)
-        if origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            return None if value is None else self.build(args[0], value, path)
-        if origin is Annotated:
-            base, check = typing.get_args(tp)[:2]
-            try:
-                return check(value)
-            except ValueError as exc:
-                self.problems.append((path, str(exc)))
-                return None
-        if origin is Literal:  # of the very type: 2048.0 or true is not 2048 or 1
-            if not any(type(value) is type(arg) and value == arg for arg in typing.get_args(tp)):
-                self.problems.append((path, f"{shown(value)} is not {_describe(tp)}"))
-            return value
-        if origin is list:
-            if not isinstance(value, list):
-                self.problems.append((path, f"expected {_describe(tp)}, got {type(value).__name__}"))
-                return []
-            (item,) = typing.get_args(tp)
-            return [self.build(item, v, _path(path, i)) for i, v in enumerate(value)]
-        if dataclasses.is_dataclass(tp):
-            return self.build_dataclass(tp, value, path)
-        if tp is bool or tp is int or tp is str:
-            if type(value) is not tp:
-                self.problems.append((path, f"expected {_describe(tp)}, got {shown(value)}"))
-            elif tp is str and not control_free(value):
-                self.problems.append((path, f"{shown(value)} holds a line break or another control character"))
-            return value
-        raise TypeError(f"spec field type {tp} is not supported")  # a bug in this module, not in the spec
 
-    def build_dataclass(self, tp: type, value: Any, path: str) -> Any:
-        if not isinstance(value, dict):
-            self.problems.append((path, f"expected a mapping, got {type(value).__name__}"))
-            return None
-        hints = typing.get_type_hints(tp, include_extras=True)
-        fields = {f.name: f for f in dataclasses.fields(tp) if not f.metadata.get("internal")}
-        for key in value:
-            if key not in fields:
-                close = difflib.get_close_matches(str(key), fields, n=1)
-                self.problems.append((_path(path, str(key)), "unknown field" +
-                                      (f" (did you mean '{close[0]}'?)" if close else
-                                       f"; allowed: {', '.join(fields)}")))
-        kwargs = {}
-        for name, f in fields.items():
-            if name in value:
-                kwargs[name] = self.build(hints[name], value[name], _path(path, name))
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                self.problems.append((_path(path, name), "is required"))
-                kwargs[name] = None
-        try:
-            return tp(**kwargs)
-        except TypeError:
-            return None
+def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None, list[type[BaseModel]]]:
+    """pydantic's error location -> (our field path, the model its last key was looked up in, and that model's
+    union siblings). A discriminated union puts the tag into the location: it picks the model, unshown."""
+    path, models, holder, siblings, holder_siblings = "", [Spec], None, [], []
+    for key in loc:
+        if isinstance(key, int):
+            path = f"{path}[{key}]"
+            continue
+        tags = {_tag(m): m for m in models if _tag(m)}
+        if key in tags:
+            models, siblings = [tags[key]], list(tags.values())
+            continue
+        holder = models[0] if models else None
+        path = f"{path}.{key}" if path else key
+        field = holder.model_fields.get(key) if holder else None
+        models, holder_siblings, siblings = (_members(field.annotation) if field else []), siblings, []
+    return path, holder, holder_siblings
 
+
+def _problem(error: dict) -> tuple[str, str]:
+    kind, value, loc = error["type"], error.get("input"), error["loc"]
+    path, holder, siblings = _walk(loc)
+    if kind == "value_error":  # a check from `values` said what is wrong
+        return path, str(error["ctx"]["error"])
+    if kind == "missing":
+        return path, "is required"
+    if kind == "extra_forbidden":
+        owners = [_tag(m) for m in siblings if loc[-1] in m.model_fields]
+        if owners and holder is not None:  # a field of another DNS provider
+            return path, f"applies to {' and '.join(owners)}, not {_tag(holder)}"
+        allowed = list(holder.model_fields) if holder else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        return path, "unknown field" + (f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(allowed)}")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = value.get("kind") if isinstance(value, dict) else None
+        if tag is None:
+            return f"{path}.kind", "is required" if isinstance(value, dict) else f"expected a mapping, got {type(value).__name__}"
+        return f"{path}.kind", f"{shown(tag)} is not one of {error['ctx']['expected_tags']}"
+    if kind in _TYPES:
+        got = shown(value) if kind.split("_")[0] in ("string", "int", "bool") else type(value).__name__
+        return path, f"expected {_TYPES[kind]}, got {got}"
+    if kind == "literal_error":
+        return path, f"{shown(value)} is not one of {error['ctx']['expected']}"
+    return path, cut(error["msg"], 200)
 
 
 def parse_spec(data: Any, source: str = "spec", base_dir: Path = Path(".")) -> Spec:
     """Validate already-loaded YAML data; raise SpecError listing every problem."""
     if not isinstance(data, dict):
         raise SpecError([("", "the spec must be a YAML mapping (hostname:, domains:, mailboxes: ...)")], source)
-    builder = _Builder()
-    spec = builder.build_dataclass(Spec, data, "")
-    if builder.problems or spec is None:
-        raise SpecError(builder.problems, source)
-    spec = dataclasses.replace(spec, base_dir=base_dir)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError([_problem(error) for error in exc.errors(include_url=False)], source) from None
+    spec._base_dir = base_dir
     problems = cross_checks(spec)
     if problems:
         raise SpecError(problems, source)

@@ -1,84 +1,79 @@
-"""The spec's model: frozen dataclasses, each field with its type (a check in `Annotated`), its default and its
-documentation, which the builder validates against and the JSON Schema publishes."""
+"""The spec's model: frozen pydantic models, each field with its type (a check from `values` in `Annotated`), its
+default and its documentation. pydantic walks the YAML data into it (strictly: no coercion, unknown keys are
+errors) and publishes its JSON Schema; `load` words its errors for people."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic_core import PydanticUndefined
 
 from ..services import services_on
 from .values import (AliasSource, Count, DnsLabel, DomainName, Duration, Email, EnvName, Hostname, HttpsUrl,
-                     IPAddress, Network, PasswordHash, Percent, Port, RecordKey, Size, Url)
+                     IPAddress, Network, OneOf, PasswordHash, Percent, Port, RecordKey, Size, Text, Url)
 
 
-def doc(text: str, default: Any = dataclasses.MISSING, **kw) -> Any:
+def doc(text: str, default: Any = PydanticUndefined) -> Any:
     """A field with its documentation (shown in the JSON Schema)."""
-    if isinstance(default, (list, dict)):
-        value = default
-        return field(default_factory=lambda: type(value)(value), metadata={"doc": text}, **kw)
-    return field(default=default, metadata={"doc": text}, **kw)
+    return Field(default=default, description=text)  # (pydantic copies a mutable default for each instance)
+
+
+class Model(BaseModel):
+    """Every part of the spec: immutable, strictly typed (2048.0 is not 2048, "yes" not true), no unknown keys."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 
-@dataclass(frozen=True)
-class Addresses:
+class Addresses(Model):
     ipv4: Annotated[str, IPAddress(4)] | None = doc("Public IPv4 address of the host (discovered when absent)", None)
     ipv6: Annotated[str, IPAddress(6)] | None = doc("Public IPv6 address of the host (discovered when absent)", None)
 
 
-@dataclass(frozen=True)
-class Domain:
+class Domain(Model):
     name: Annotated[str, DomainName()] = doc("A mail domain, e.g. example.org")
     dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
         "DKIM selectors for this domain (default: dkim.selectors)", None)
-    spf: str | None = doc("SPF record of this domain (default: dns.spf)", None)
+    spf: Annotated[str, Text()] | None = doc("SPF record of this domain (default: dns.spf)", None)
 
 
-@dataclass(frozen=True)
-class Mailbox:
+class Mailbox(Model):
     address: Annotated[str, Email()] = doc("The mailbox address; its domain must be one of `domains`")
     password_hash: Annotated[str, PasswordHash()] | None = doc(
         "Password hash ({ARGON2ID}..., {SHA512-CRYPT}...), e.g. from `doveadm pw -s ARGON2ID`", None)
     password_env: Annotated[str, EnvName()] | None = doc(
         "Name of an environment variable holding the password (read on the controller, hashed before upload)",
         None)
-    password_file: str | None = doc("Path of a file holding the password (on the controller)", None)
+    password_file: Annotated[str, Text()] | None = doc("Path of a file holding the password (on the controller)", None)
     quota: Annotated[int, Size()] | None = doc("Mailbox quota, e.g. 2G (default: limits.default_quota)", None)
 
 
-@dataclass(frozen=True)
-class Alias:
+class Alias(Model):
     source: Annotated[str, AliasSource()] = doc("Address to forward, or @domain for a catch-all")
     destinations: list[Annotated[str, Email()]] = doc("Where it goes: our mailboxes or external addresses")
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Model):
     message_size: Annotated[int, Size()] = doc("Largest message accepted", 25 * 1024 ** 2)
     default_quota: Annotated[int, Size()] = doc("Quota of a mailbox that sets none", 1024 ** 3)
 
 
-@dataclass(frozen=True)
-class Tls:
+class Tls(Model):
     acme_directory: Annotated[str, HttpsUrl()] = doc(
         "ACME directory URL", "https://acme-v02.api.letsencrypt.org/directory")
-    ca_bundle: str | None = doc(
+    ca_bundle: Annotated[str, Text()] | None = doc(
         "PEM file (on the controller) of a private CA to trust for the ACME server and its certificates", None)
     contact: Annotated[str, Email()] | None = doc("ACME account contact (default: postmaster@first domain)", None)
-    challenge: Literal["http-01"] = doc("ACME challenge type", "http-01")
 
 
-@dataclass(frozen=True)
-class Dkim:
+class Dkim(Model):
     selectors: list[Annotated[str, DnsLabel()]] = doc("Selectors to sign with, for every domain", ["mail"])
-    key_bits: Literal[1024, 2048, 3072, 4096] = doc("RSA key size of new keys", 2048)
+    key_bits: Annotated[int, OneOf(1024, 2048, 3072, 4096)] = doc("RSA key size of new keys", 2048)
 
 
-@dataclass(frozen=True)
-class Features:
+class Features(Model):
     pop3: bool = doc("Offer POP3 (995)", False)
     managesieve: bool = doc("Offer ManageSieve (4190)", False)
     clamav: bool = doc("Virus scanning with ClamAV (needs ~1.5 GB RAM)", False)
@@ -90,8 +85,7 @@ class Features:
         "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
 
 
-@dataclass(frozen=True)
-class Fail2ban:
+class Fail2ban(Model):
     enabled: bool = doc("Ban sources of repeated failed logins", True)
     bantime: Annotated[int, Duration()] = doc("How long a ban lasts", 3600)
     findtime: Annotated[int, Duration()] = doc("Window in which failures are counted", 600)
@@ -99,48 +93,54 @@ class Fail2ban:
     ignore: list[Annotated[str, Network()]] = doc("Addresses/networks never banned", [])
 
 
-@dataclass(frozen=True)
-class FirewallRule:
+class FirewallRule(Model):
     port: Annotated[int, Port()] = doc("Port to open")
-    proto: Literal["tcp", "udp"] = doc("Protocol", "tcp")
+    proto: Annotated[str, OneOf("tcp", "udp")] = doc("Protocol", "tcp")
     sources: list[Annotated[str, Network()]] = doc("Allowed sources (empty: everyone)", [])
 
 
-@dataclass(frozen=True)
-class Firewall:
+class Firewall(Model):
     ssh_port: Annotated[int, Port()] = doc("SSH port (always kept open, so the operator is never locked out)", 22)
     ssh_sources: list[Annotated[str, Network()]] = doc("Restrict SSH to these sources (empty: everyone)", [])
     allow: list[FirewallRule] = doc("Extra ports to open", [])
 
 
-@dataclass(frozen=True)
-class DnsProvider:
-    kind: Literal["cloudflare", "route53", "rfc2136"] = doc("Which DNS provider holds the zones")
-    server: str | None = doc("rfc2136: primary nameserver that takes updates (address or name)", None)
-    port: Annotated[int, Port()] = doc("rfc2136: its port", 53)
-    tsig_key_file: str | None = doc(
-        "rfc2136: file with the TSIG key in BIND syntax (key \"name\" { algorithm ...; secret ...; };)", None)
+class Rfc2136(Model):
+    kind: Literal["rfc2136"] = doc("An authoritative server taking RFC 2136 dynamic updates")
+    server: Annotated[str, Text()] = doc("Primary nameserver that takes updates (address or name)")
+    port: Annotated[int, Port()] = doc("Its port", 53)
+    tsig_key_file: Annotated[str, Text()] | None = doc(
+        "File with the TSIG key in BIND syntax (key \"name\" { algorithm ...; secret ...; };)", None)
+
+
+class Cloudflare(Model):
+    kind: Literal["cloudflare"] = doc("Cloudflare's DNS API")
     api_token_env: Annotated[str, EnvName()] = doc(
-        "cloudflare: environment variable holding the API token (Zone.DNS edit, Zone.DNSSEC edit)",
-        "CLOUDFLARE_API_TOKEN")
-    api_token_file: str | None = doc("cloudflare: file holding the API token instead (on the controller)", None)
-    aws_profile: str | None = doc("route53: AWS profile (default: the standard AWS credential chain)", None)
-    endpoint: Annotated[str, Url()] | None = doc(
-        "cloudflare/route53: API base URL instead of the public one (tests, API proxies)", None)
+        "Environment variable holding the API token (Zone.DNS edit, Zone.DNSSEC edit)", "CLOUDFLARE_API_TOKEN")
+    api_token_file: Annotated[str, Text()] | None = doc("File holding the API token instead (on the controller)", None)
+    endpoint: Annotated[str, Url()] | None = doc("API base URL instead of the public one (tests, API proxies)", None)
 
 
-@dataclass(frozen=True)
-class Dmarc:
-    policy: Literal["none", "quarantine", "reject"] = doc("What receivers do with mail that fails DMARC",
+class Route53(Model):
+    kind: Literal["route53"] = doc("Amazon Route 53")
+    aws_profile: Annotated[str, Text()] | None = doc("AWS profile (default: the standard AWS credential chain)", None)
+    endpoint: Annotated[str, Url()] | None = doc("API base URL instead of the public one (tests, API proxies)", None)
+
+
+# One model per provider, told apart by `kind`.
+DnsProvider = Annotated[Union[Cloudflare, Route53, Rfc2136], Field(discriminator="kind")]
+
+
+class Dmarc(Model):
+    policy: Annotated[str, OneOf("none", "quarantine", "reject")] = doc("What receivers do with mail that fails DMARC",
                                                           "quarantine")
-    subdomain_policy: Literal["none", "quarantine", "reject"] | None = doc(
+    subdomain_policy: Annotated[str, OneOf("none", "quarantine", "reject")] | None = doc(
         "Policy for subdomains (default: the same as policy)", None)
     rua: list[Annotated[str, Email()]] = doc(
         "Where aggregate reports go (default: postmaster@ the domain if that is ours, else its first mailbox)", [])
 
 
-@dataclass(frozen=True)
-class Dns:
+class Dns(Model):
     provider: DnsProvider | None = doc(
         "Where to publish the records (absent: mailhost does not touch DNS; `mailhost dns plan` still shows them)",
         None)
@@ -149,7 +149,7 @@ class Dns:
         "so list e.g. example.org when the mail domains are subdomains of it", [])
     ttl: Annotated[int, Duration()] = doc("TTL of the records mailhost publishes", 3600)
     host_addresses: bool = doc("Publish A/AAAA of the host name (turn off when something else manages them)", True)
-    spf: str = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
+    spf: Annotated[str, Text()] = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
     dmarc: Dmarc = doc("DMARC policy record (_dmarc)", Dmarc())
     dnssec: bool = doc("Turn on DNSSEC signing where the provider signs (Cloudflare, Route53)", True)
     adopt: list[Annotated[str, RecordKey()]] = doc(
@@ -165,14 +165,13 @@ class Dns:
         "Resolvers to ask for the parent's DS records (default: the system's)", [])
 
 
-@dataclass(frozen=True)
-class Verify:
+class Verify(Model):
     probe_mailbox: Annotated[str, Email()] | None = doc(
         "Mailbox that sends itself a probe message to check DKIM/SPF/DMARC of real mail; its password must be "
         "in password_env or password_file (default: the first mailbox that has one). The probe is deleted.", None)
-    trust_anchor: str | None = doc(
+    trust_anchor: Annotated[str, Text()] | None = doc(
         "File with the DNSSEC trust anchor as DS or DNSKEY records (default: the root zone's keys)", None)
-    ca_bundle: str | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
+    ca_bundle: Annotated[str, Text()] | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
                                 "else the system's trust store)", None)
     relay_probe: Annotated[str, Email()] = doc(
         "Foreign address of a domain that receives mail, used to ask the host to relay (RCPT only: no message is "
@@ -182,8 +181,7 @@ class Verify:
     rrsig_min_days: Annotated[int, Count(0)] = doc("Warn when DNSSEC signatures expire within this many days", 3)
 
 
-@dataclass(frozen=True)
-class Spec:
+class Spec(Model):
     hostname: Annotated[str, Hostname()] = doc("The mail host name (MX target, TLS certificate, HELO)")
     domains: list[Domain] = doc("Mail domains served by this host")
     mailboxes: list[Mailbox] = doc("Mailboxes (IMAP accounts)")
@@ -198,7 +196,11 @@ class Spec:
     dns: Dns = doc("DNS records: MX, A/AAAA, SPF, DKIM, DMARC, DNSSEC", Dns())
     verify: Verify = doc("Checks run from outside after the deploy (`mailhost verify`)", Verify())
     # Not a spec setting: the folder the spec file is in, which the file paths in it are relative to.
-    base_dir: Path = field(default=Path("."), compare=False, metadata={"internal": True})
+    _base_dir: Path = PrivateAttr(default=Path("."))
+
+    @property
+    def base_dir(self) -> Path:
+        return self._base_dir
 
     # Derived views the roles use.
     @property

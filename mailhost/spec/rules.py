@@ -3,14 +3,13 @@ field is valid on its own; each problem is (field path, message)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import stat
 from pathlib import Path
 
 from ..services import ALWAYS_ON_PORTS
-from .model import Alias, DnsProvider, Spec
+from .model import Alias, Spec
 from .values import control_free, shown
 
 
@@ -141,11 +140,6 @@ def _password_problem(password: str) -> str | None:
     return None
 
 
-_PROVIDER_FIELDS = {"rfc2136": {"server", "port", "tsig_key_file"},
-                    "cloudflare": {"api_token_env", "api_token_file", "endpoint"},
-                    "route53": {"aws_profile", "endpoint"}}
-
-
 def _dns_checks(spec: Spec) -> list[tuple[str, str]]:
     problems = []
     dns = spec.dns
@@ -156,15 +150,8 @@ def _dns_checks(spec: Spec) -> list[tuple[str, str]]:
     provider = dns.provider
     if provider is None:
         return problems
-    defaults = DnsProvider(kind=provider.kind)
-    for name in sorted({f.name for f in dataclasses.fields(DnsProvider)} - {"kind"}):
-        if name not in _PROVIDER_FIELDS[provider.kind] and getattr(provider, name) != getattr(defaults, name):
-            owners = [k for k, names in _PROVIDER_FIELDS.items() if name in names]
-            problems.append((f"dns.provider.{name}", f"applies to {' and '.join(owners)}, not {provider.kind}"))
-    if provider.kind == "rfc2136" and not provider.server:
-        problems.append(("dns.provider.server", "is required for rfc2136 (the primary that takes updates)"))
     for name in ("tsig_key_file", "api_token_file"):
-        value = getattr(provider, name)
+        value = getattr(provider, name, None)
         if value and (problem := _file_problem(spec.base_dir / value)):
             problems.append((f"dns.provider.{name}", f"{shown(value)} {problem}"))
     if provider.kind == "cloudflare" and not provider.api_token_file and provider.api_token_env not in os.environ:

@@ -1,12 +1,15 @@
 """Value checks: each turns a raw YAML value into a checked one or raises ValueError whose text says what is
-wrong (the builder puts the field path in front). Every string ends up in a file or a command, so each check
-is a whole-string match, and messages quote values cut short."""
+wrong (the loader puts the field path in front). Every string ends up in a file or a command, so each check
+is a whole-string match, and messages quote values cut short. In the model a check stands in `Annotated`
+beside its type, and is the whole of that field's validation (and its JSON Schema)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 from typing import Any
+
+from pydantic_core import core_schema
 
 
 class SpecError(ValueError):
@@ -37,6 +40,37 @@ class Check:
 
     def __call__(self, value: Any) -> Any:
         raise NotImplementedError
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict:
+        return dict(self.schema)
+
+
+class Text(Check):
+    """Any string without control characters (a file name, an SPF record, a profile name)."""
+    schema = {"type": "string"}
+
+    def __call__(self, value):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {shown(value)}")
+        if not control_free(value):
+            raise ValueError(f"{shown(value)} holds a line break or another control character")
+        return value
+
+
+class OneOf(Check):
+    """One of a few values, of exactly their type (2048.0 is not 2048, true is not 1)."""
+
+    def __init__(self, *choices: Any):
+        self.choices = choices
+        self.schema = {"enum": list(choices)}
+
+    def __call__(self, value):
+        if not any(type(value) is type(choice) and value == choice for choice in self.choices):
+            raise ValueError(f"{shown(value)} is not one of {', '.join(repr(c) for c in self.choices)}")
+        return value
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")

@@ -117,7 +117,7 @@ BAD = [
     ("message size zero", with_(limits__message_size=0), "limits.message_size", "is not a size"),
     ("ACME over http", with_(tls__acme_directory="http://acme.example/dir"), "tls.acme_directory",
      "not an https:// URL"),
-    ("unknown challenge", with_(tls__challenge="dns-01"), "tls.challenge", "is not one of 'http-01'"),
+    ("challenge is not a setting", with_(tls__challenge="dns-01"), "tls.challenge", "unknown field"),
     ("bad DKIM selector", with_(dkim__selectors=["mail_2026"]), "dkim.selectors[0]", "not a DNS label"),
     ("odd DKIM key size", with_(dkim__key_bits=1000), "dkim.key_bits", "is not one of 1024, 2048"),
     ("feature not a boolean", with_(features__pop3="yes"), "features.pop3", "expected true or false"),
