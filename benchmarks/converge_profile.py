@@ -3,7 +3,10 @@
 of pyinfra's output stamped as it arrives; prints the phases (connect and prepare, each operation) longest
 first. A tool for finding what to speed up, next to `converge.py`, which measures the targets.
 
-    .venv/bin/python benchmarks/converge_profile.py [--release trixie] [--top 25]
+    .venv/bin/python benchmarks/converge_profile.py [--release trixie] [--top 25] [--noop] [--domains N]
+
+`--noop` profiles the re-run after it instead, with pyinfra's debug log, so that each fact's round trip
+shows: a no-op's time is mostly reading facts.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from lab import Lab  # noqa: E402
 from lab.config import DEFAULT_RELEASE, RELEASES  # noqa: E402
 from lab.deploys import REPO, inventory_file  # noqa: E402
 from lab.mailenv import make_mail_env  # noqa: E402
+from mailhost.passwords import sha512_crypt  # noqa: E402
 
 START = "--> Starting operation: "
 
@@ -51,22 +55,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", choices=RELEASES, default=DEFAULT_RELEASE)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--noop", action="store_true", help="profile the no-op re-run, line by line")
+    parser.add_argument("--domains", type=int, default=1, help="mail domains (10 mailboxes each when more than 1)")
     args = parser.parse_args()
     lab = Lab()
     started = lab.up()
     host = lab.new_host(f"prof-{args.release[:4]}", release=args.release)
     try:
         with tempfile.TemporaryDirectory(prefix="mailhost-prof-") as tmp:
-            env = make_mail_env(lab, host, Path(tmp), domains=1, mailboxes_per_domain=1)
+            big = args.domains > 1
+            env = make_mail_env(lab, host, Path(tmp), domains=args.domains, mailboxes_per_domain=10 if big else 1,
+                                shared_hash=sha512_crypt("benchmark", "bench@example.org") if big else None)
             inventory = inventory_file([host], {"spec": str(env.spec_path), "verify": False}, Path(tmp))
-            lines = stamped_deploy([str(Path(sys.executable).with_name("pyinfra")), str(inventory), "deploy.py",
-                                    "-y"])
+            argv = [str(Path(sys.executable).with_name("pyinfra")), str(inventory), "deploy.py", "-y"]
+            lines = stamped_deploy(argv)
+            if args.noop:
+                lines = stamped_deploy([*argv, "--debug"])
     finally:
         lab.remove_host(host.name)
         if started:
             lab.down()
-    timed = phases(lines)
     total = lines[-1][0]
+    if args.noop:  # each line charged with the time until the next: a fact's line carries its round trip
+        gaps = [(lines[i + 1][0] - t, text[:110]) for i, (t, text) in enumerate(lines[:-1])]
+        facts = sum(1 for _, text in lines if "Getting fact" in text)
+        print(f"no-op re-run on Debian {args.release}: {total:.1f} s, {facts} facts read; longest gaps after a line:")
+        for seconds, what in sorted(gaps, reverse=True)[:args.top]:
+            print(f"{seconds:7.2f} s  {what}")
+        return
+    timed = phases(lines)
     print(f"fresh converge on Debian {args.release}: {total:.1f} s, {len(timed) - 1} operations")
     for seconds, what in sorted(timed, reverse=True)[:args.top]:
         print(f"{seconds:7.2f} s {100 * seconds / total:5.1f} %  {what}")

@@ -1,7 +1,8 @@
 """Certificates: certbot for the mail host name over HTTP-01, renewal timer, reload hook, key reuse.
 
 The key is reused across renewals (`--reuse-key`) so a TLSA record of the key stays valid.
-A private ACME CA (such as the lab's) is trusted system-wide from `tls.ca_bundle`.
+A private ACME CA (such as the lab's) is trusted system-wide from `tls.ca_bundle`: before the first
+issuance, by the same background job.
 
 The first certificate is asked for in the background (`apply`): issuance is mostly waiting for the CA
 (validation, then polling), so the roles that do not need it go on meanwhile, and `ready` waits for it
@@ -49,10 +50,14 @@ RUNNING = f'[ -s {PID} ] && grep -qs certbot "/proc/$(cat {PID})/cmdline"'  # (a
 
 
 def request_command(spec: Spec) -> StringCommand:
-    """Start the issuance in the background (unless one still runs); its pid and output go under STATE."""
+    """Start the issuance in the background (unless one still runs); its pid and output go under STATE.
+    With a private ACME CA, the system trusts it first, in the same background job (`certbot` talks to
+    the CA over HTTPS): rebuilding the trust store takes over a second that the deploy need not wait for."""
+    trust = ["sh", "-c", QuoteString('update-ca-certificates >/dev/null && exec "$@"'), "sh"] \
+        if spec.tls.ca_bundle else []
     return StringCommand(
         f"mkdir -p {STATE} && if {RUNNING}; then :; else",
-        "setsid", certonly_command(spec), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
+        "setsid", *trust, certonly_command(spec), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
 
 
 def ready_command(spec: Spec) -> StringCommand:
@@ -65,15 +70,27 @@ def ready_command(spec: Spec) -> StringCommand:
         f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
 
 
+_found: dict[str, bool] = {}
+
+
+def has_certificate(spec: Spec) -> bool:
+    """Whether the host had the certificate when the run began: read once per host (`apply` and `ready` both
+    ask, and pyinfra reads a fact again on every call)."""
+    if host.name not in _found:
+        _found[host.name] = host.get_fact(File, path=f"{live_dir(spec)}/fullchain.pem") is not None
+    return _found[host.name]
+
+
 @deploy("certbot")
 def apply(spec: Spec) -> None:
     if spec.tls.ca_bundle:
         ca = files.put(name="Private ACME CA is uploaded", src=str(spec.base_dir / spec.tls.ca_bundle), dest=CA_DEST,
                        mode="644")
-        server.shell(name="Private ACME CA is trusted", commands=["update-ca-certificates"],
-                     _if=ca.did_change)
+        if has_certificate(spec):  # else the issuance below trusts it first
+            server.shell(name="Private ACME CA is trusted", commands=["update-ca-certificates"],
+                         _if=ca.did_change)
     config_file(__file__, "/etc/letsencrypt/renewal-hooks/deploy/mailhost-reload", mode="755")
-    if host.get_fact(File, path=f"{live_dir(spec)}/fullchain.pem") is None:
+    if not has_certificate(spec):
         server.shell(name=f"Certificate for {spec.hostname} is asked for (ACME HTTP-01, in the background)",
                      commands=[request_command(spec)])
     systemd.service(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
@@ -82,5 +99,5 @@ def apply(spec: Spec) -> None:
 @deploy("certbot")
 def ready(spec: Spec) -> None:
     """The certificate exists (waiting for the issuance `apply` started, if any)."""
-    if host.get_fact(File, path=f"{live_dir(spec)}/fullchain.pem") is None:
+    if not has_certificate(spec):
         server.shell(name=f"Certificate for {spec.hostname} is obtained", commands=[ready_command(spec)])
