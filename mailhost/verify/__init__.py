@@ -6,8 +6,7 @@ mailbox, whose probe it deletes), and reads the host over SSH. Running it twice 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +29,6 @@ from .result import Result, Status, error, ok, warn
 
 # (name, rdtype) probed for DNSSEC besides the apex: what receivers ask about.
 DNSSEC_PROBES = ("MX", "TXT")
-
-Job = Callable[[], Iterable[Result]]  # one independent check (or a few that belong together)
-MAX_PARALLEL = 16  # checks at once: DNS queries, TLS and SMTP sessions, SSH commands
 
 
 @dataclass
@@ -116,57 +112,43 @@ def run_checks(target: Target) -> Iterable[Result]:
     shell = target.run if access.status is Status.OK else None
     keys = hostinfo.parse_dkim_public_keys(shell(hostinfo.DKIM_PUBLIC_KEYS).splitlines()) if shell else None
     facts = HostFacts(tuple(addresses), keys)
-    query = dnssec.tcp_query(res.nameservers[0])
-    jobs: list[Job] = [lambda: dns_checks.check_records(spec, facts, target.resolvers)]
+    yield from dns_checks.check_records(spec, facts, target.resolvers)
     for domain in spec.domain_names:
-        jobs.append(lambda d=domain: despite_caches(lambda lk: check_spf(d, addresses, lk), lookup, fresh))
-        jobs.append(lambda d=domain: despite_caches(
-            lambda lk: check_dmarc(d, lk, spec.domain_names, spec.dns.dmarc.policy), lookup, fresh))
+        yield from despite_caches(lambda lk: check_spf(domain, addresses, lk), lookup, fresh)
+        yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, spec.dns.dmarc.policy),
+                                  lookup, fresh)
+    query = dnssec.tcp_query(res.nameservers[0])
     for zone in spec.dns_zones:
         probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]
-        jobs.append(lambda z=zone, p=probes: dnssec_checks.check_zone(z, query, target.anchor, target.resolvers,
-                                                                      spec.verify.rrsig_min_days, p))
-    jobs.append(lambda: check_reverse(spec.hostname, addresses, res))
-    jobs += _service_checks(target, addresses, lookup, fresh)
+        yield from dnssec_checks.check_zone(zone, query, target.anchor, target.resolvers,
+                                            spec.verify.rrsig_min_days, probes)
+    yield from check_reverse(spec.hostname, addresses, res)
+    yield from _service_checks(target, addresses, lookup, fresh)
     if shell:
-        jobs += [lambda: host_checks.check_services(shell, spec.hostname),
-                 lambda: host_checks.check_fail2ban(shell, spec),
-                 lambda: host_checks.check_key_files(shell, spec),
-                 lambda: host_checks.check_open_ports(shell, spec, addresses[0])]
-    yield from concurrently(jobs)
+        yield from host_checks.check_services(shell, spec.hostname)
+        yield from host_checks.check_fail2ban(shell, spec)
+        yield from host_checks.check_key_files(shell, spec)
+        yield from host_checks.check_open_ports(shell, spec, addresses[0])
 
 
-
-def concurrently(jobs: Sequence[Job]) -> Iterable[Result]:
-    """Run independent checks at once (most of their time is waiting: DNS, TLS handshakes, SMTP greetings,
-    the probe's delivery) and give their results in the jobs' order, so the report reads the same each time.
-    Each check keeps its own timeouts: a timeout is reported as what it is."""
-    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(jobs))) as pool:
-        futures = [pool.submit(lambda job=job: list(job())) for job in jobs]
-        for future in futures:
-            yield from future.result()
-
-
-def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> list[Job]:
-    """TLS and SMTP policy on the host's first address (the one the world connects to), DNSBLs, the probe."""
+def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> Iterable[Result]:
+    """TLS and SMTP policy on the host's first address (the one the world connects to), and DNSBLs."""
     from .checks import smtp, tls
-    from .checks.probe import check_probe
     spec, address = target.spec, addresses[0]
-    jobs: list[Job] = [
-        lambda port=endpoint.port, mode=endpoint.mode: tls.check_tls(
-            address, port, mode, spec.hostname, target.ca_file, spec.verify.cert_min_days)
-        for endpoint in tls.endpoints(spec.features)]
-    jobs.append(lambda: smtp.check_banner(address, spec.hostname))
-    jobs.append(lambda: smtp.check_open_relay(address, spec.hostname, target.ca_file,
-                                              foreign_rcpt=spec.verify.relay_probe))
-    jobs += [lambda port=port: smtp.check_auth_before_tls(address, spec.hostname, port) for port in (25, 587)]
-    jobs += [lambda port=port: smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port,
-                                                                   foreign_rcpt=spec.verify.relay_probe)
-             for port in (587, 465)]
+    for endpoint in tls.endpoints(spec.features):
+        yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
+                                 spec.verify.cert_min_days)
+    yield from smtp.check_banner(address, spec.hostname)
+    yield from smtp.check_open_relay(address, spec.hostname, target.ca_file, foreign_rcpt=spec.verify.relay_probe)
+    for port in (25, 587):
+        yield from smtp.check_auth_before_tls(address, spec.hostname, port)
+    for port in (587, 465):
+        yield from smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port,
+                                                       foreign_rcpt=spec.verify.relay_probe)
     if spec.features.dnsbl:
-        jobs.append(lambda: smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup))
-    jobs.append(lambda: check_probe(target, address, lookup, fresh))
-    return jobs
+        yield from smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup)
+    from .checks.probe import check_probe
+    yield from check_probe(target, address, lookup, fresh)
 
 
 def verify(target: Target) -> Report:
