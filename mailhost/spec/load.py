@@ -48,7 +48,7 @@ def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None, list[type[BaseModel]
         if isinstance(key, int):
             path = f"{path}[{key}]"
             continue
-        tags = {_tag(m): m for m in models if _tag(m)}
+        tags = {_tag(m): m for m in models if _tag(m)} if len(models) > 1 else {}
         if key in tags:
             models, siblings = [tags[key]], list(tags.values())
             continue
@@ -75,8 +75,10 @@ def _problem(error: dict) -> tuple[str, str]:
         return path, "unknown field" + (f" (did you mean '{close[0]}'?)" if close else f"; allowed: {', '.join(allowed)}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         tag = value.get("kind") if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            return path, f"expected a mapping, got {type(value).__name__}"
         if tag is None:
-            return f"{path}.kind", "is required" if isinstance(value, dict) else f"expected a mapping, got {type(value).__name__}"
+            return f"{path}.kind", "is required"
         return f"{path}.kind", f"{shown(tag)} is not one of {error['ctx']['expected_tags']}"
     if kind in _TYPES:
         got = shown(value) if kind.split("_")[0] in ("string", "int", "bool") else type(value).__name__
