@@ -21,6 +21,10 @@ def doc(text: str, default: Any = PydanticUndefined) -> Any:
     return Field(default=default, description=text)  # (pydantic copies a mutable default for each instance)
 
 
+# A string nothing more specific checks (a file name, an SPF record, a profile name): no control characters.
+PlainText = Annotated[str, Text()]
+
+
 class Model(BaseModel):
     """Every part of the spec: immutable, strictly typed (2048.0 is not 2048, "yes" not true), no unknown keys."""
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -36,7 +40,7 @@ class Domain(Model):
     name: Annotated[str, DomainName()] = doc("A mail domain, e.g. example.org")
     dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
         "DKIM selectors for this domain (default: dkim.selectors)", None)
-    spf: Annotated[str, Text()] | None = doc("SPF record of this domain (default: dns.spf)", None)
+    spf: PlainText | None = doc("SPF record of this domain (default: dns.spf)", None)
 
 
 class Mailbox(Model):
@@ -46,7 +50,7 @@ class Mailbox(Model):
     password_env: Annotated[str, EnvName()] | None = doc(
         "Name of an environment variable holding the password (read on the controller, hashed before upload)",
         None)
-    password_file: Annotated[str, Text()] | None = doc("Path of a file holding the password (on the controller)", None)
+    password_file: PlainText | None = doc("Path of a file holding the password (on the controller)", None)
     quota: Annotated[int, Size()] | None = doc("Mailbox quota, e.g. 2G (default: limits.default_quota)", None)
 
 
@@ -63,7 +67,7 @@ class Limits(Model):
 class Tls(Model):
     acme_directory: Annotated[str, HttpsUrl()] = doc(
         "ACME directory URL", "https://acme-v02.api.letsencrypt.org/directory")
-    ca_bundle: Annotated[str, Text()] | None = doc(
+    ca_bundle: PlainText | None = doc(
         "PEM file (on the controller) of a private CA to trust for the ACME server and its certificates", None)
     contact: Annotated[str, Email()] | None = doc("ACME account contact (default: postmaster@first domain)", None)
 
@@ -107,9 +111,9 @@ class Firewall(Model):
 
 class Rfc2136(Model):
     kind: Literal["rfc2136"] = doc("An authoritative server taking RFC 2136 dynamic updates")
-    server: Annotated[str, Text()] = doc("Primary nameserver that takes updates (address or name)")
+    server: PlainText = doc("Primary nameserver that takes updates (address or name)")
     port: Annotated[int, Port()] = doc("Its port", 53)
-    tsig_key_file: Annotated[str, Text()] | None = doc(
+    tsig_key_file: PlainText | None = doc(
         "File with the TSIG key in BIND syntax (key \"name\" { algorithm ...; secret ...; };)", None)
 
 
@@ -117,13 +121,13 @@ class Cloudflare(Model):
     kind: Literal["cloudflare"] = doc("Cloudflare's DNS API")
     api_token_env: Annotated[str, EnvName()] = doc(
         "Environment variable holding the API token (Zone.DNS edit, Zone.DNSSEC edit)", "CLOUDFLARE_API_TOKEN")
-    api_token_file: Annotated[str, Text()] | None = doc("File holding the API token instead (on the controller)", None)
+    api_token_file: PlainText | None = doc("File holding the API token instead (on the controller)", None)
     endpoint: Annotated[str, Url()] | None = doc("API base URL instead of the public one (tests, API proxies)", None)
 
 
 class Route53(Model):
     kind: Literal["route53"] = doc("Amazon Route 53")
-    aws_profile: Annotated[str, Text()] | None = doc("AWS profile (default: the standard AWS credential chain)", None)
+    aws_profile: PlainText | None = doc("AWS profile (default: the standard AWS credential chain)", None)
     endpoint: Annotated[str, Url()] | None = doc("API base URL instead of the public one (tests, API proxies)", None)
 
 
@@ -149,7 +153,7 @@ class Dns(Model):
         "so list e.g. example.org when the mail domains are subdomains of it", [])
     ttl: Annotated[int, Duration()] = doc("TTL of the records mailhost publishes", 3600)
     host_addresses: bool = doc("Publish A/AAAA of the host name (turn off when something else manages them)", True)
-    spf: Annotated[str, Text()] = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
+    spf: PlainText = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
     dmarc: Dmarc = doc("DMARC policy record (_dmarc)", Dmarc())
     dnssec: bool = doc("Turn on DNSSEC signing where the provider signs (Cloudflare, Route53)", True)
     adopt: list[Annotated[str, RecordKey()]] = doc(
@@ -169,9 +173,9 @@ class Verify(Model):
     probe_mailbox: Annotated[str, Email()] | None = doc(
         "Mailbox that sends itself a probe message to check DKIM/SPF/DMARC of real mail; its password must be "
         "in password_env or password_file (default: the first mailbox that has one). The probe is deleted.", None)
-    trust_anchor: Annotated[str, Text()] | None = doc(
+    trust_anchor: PlainText | None = doc(
         "File with the DNSSEC trust anchor as DS or DNSKEY records (default: the root zone's keys)", None)
-    ca_bundle: Annotated[str, Text()] | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
+    ca_bundle: PlainText | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
                                 "else the system's trust store)", None)
     relay_probe: Annotated[str, Email()] = doc(
         "Foreign address of a domain that receives mail, used to ask the host to relay (RCPT only: no message is "
