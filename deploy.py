@@ -18,7 +18,7 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, rspamd
+from roles import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, resolver, rspamd
 from stages import dns, verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
@@ -30,6 +30,7 @@ require_supported()  # Debian 13 or 12 on amd64, read from the host; anything el
 
 dns_pending = dns.publish(spec)
 base.apply(spec)
+resolver.apply(spec)  # the host's own validating resolver, before anything on it looks a name up
 firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
 opendkim.apply(spec)

@@ -8,7 +8,11 @@
 * `resolver` (on the gateway address): what test hosts use. It serves a local root zone
   that delegates only the lab's zones, validates from `test.`'s key (no root anchor), and
   treats every server outside the lab network as bogus, so it never queries off this
-  machine; any other name gets a fast NXDOMAIN.
+  machine; any other name gets a fast NXDOMAIN. It is also the lab's root server
+  (`a.root-servers.lab.`, `root_hints`), so a host's own resolver recurses from it.
+
+`bogus.test.` has a DS in `test.` that matches no key of it: every name under it fails
+validation (`BOGUS_NAME`), as `dnssec-failed.org` does on the internet.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ dnssec-policy "lab" {
 };
 """
 RNDC_PORT = {"auth": 9530, "resolver": 9531}
+ROOT_SERVER = "a.root-servers.lab."  # the resolver instance, primary for the lab's root zone
+BOGUS_ZONE = "bogus.test."
+BOGUS_NAME = "www.bogus.test"
+# A DS no key of BOGUS_ZONE matches (ECDSA P-256, SHA-256 of nothing in particular).
+BOGUS_DS = "4242 13 2 " + "5A" * 32
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class LabDns:
         cfg = self.cfg
         zones = "".join(f'zone "{zone}" {{ {zone_options(zone)} }};\n'
                         for zone in (cfg.parent_zone, *reverse_zones(cfg)))
+        zones += f'zone "{BOGUS_ZONE}" {{ type primary; file "zones/{BOGUS_ZONE}db"; }};\n'  # unsigned
         return (self._common("auth", workdir) + f'include "{self.tsig.file}";\n' + DNSSEC_POLICY +
                 f'options {{\n    directory "{workdir}";\n    pid-file "{workdir}/named.pid";\n'
                 f'    listen-on port 53 {{ {cfg.nameserver}; }};\n    listen-on-v6 {{ none; }};\n'
@@ -165,9 +175,15 @@ class LabDns:
     def _root_zone(self) -> str:
         cfg = self.cfg
         ns = f"ns1.{cfg.parent_zone}"
-        return (f"$TTL 300\n. SOA {ns} hostmaster.{cfg.parent_zone} 1 60 30 3600 30\n. NS {ns}\n"
+        return (f"$TTL 300\n. SOA {ns} hostmaster.{cfg.parent_zone} 1 60 30 3600 30\n. NS {ROOT_SERVER}\n"
+                f"{ROOT_SERVER} A {cfg.gateway}\n"
                 f"{cfg.parent_zone} NS {ns}\n" + "".join(f"{z} NS {ns}\n" for z in reverse_zones(cfg)) +
                 f"{ns} A {cfg.nameserver}\n")
+
+    @property
+    def root_hints(self) -> str:
+        """The lab's root server in root-hints syntax (a spec's `resolver.root_hints`)."""
+        return f". 3600000 NS {ROOT_SERVER}\n{ROOT_SERVER} 3600000 A {self.cfg.gateway}\n"
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> list[procs.Daemon]:
@@ -176,8 +192,9 @@ class LabDns:
         auth_dir, res_dir = self.dir / "auth", self.dir / "resolver"
         for d in (auth_dir / "zones", auth_dir / "keys", res_dir):
             d.mkdir(parents=True, exist_ok=True)
-        (auth_dir / "zones" / f"{cfg.parent_zone}db").write_text(
-            self._zone_file(cfg.parent_zone, f"ns1 A {cfg.nameserver}\n"))
+        (auth_dir / "zones" / f"{cfg.parent_zone}db").write_text(self._zone_file(
+            cfg.parent_zone, f"ns1 A {cfg.nameserver}\n{BOGUS_ZONE} NS ns1\n{BOGUS_ZONE} DS {BOGUS_DS}\n"))
+        (auth_dir / "zones" / f"{BOGUS_ZONE}db").write_text(self._zone_file(BOGUS_ZONE, "www A 198.18.0.99\n"))
         for zone in reverse_zones(cfg):
             (auth_dir / "zones" / f"{zone}db").write_text(self._zone_file(zone))
         (auth_dir / "named.conf").write_text(self._auth_conf(auth_dir))

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from . import Lab
+from .dns import BOGUS_NAME
 from .hosts import TestHost
 
 
@@ -45,8 +46,11 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
     for address in (host.address, host.address6):
         lab.dns.set_ptr(address, hostname)
     directory.mkdir(parents=True, exist_ok=True)
-    anchor = directory / "trust-anchor.txt"  # verify validates from the lab's `test.` key, not the root
+    # The host's resolver and verify validate from the lab's `test.` key, not the root's, and recurse from the
+    # lab's root server.
+    anchor = directory / "trust-anchor.txt"
     anchor.write_text("".join(f"{lab.cfg.parent_zone} IN DNSKEY {key.to_text()}\n" for key in lab.dns.trust_anchor))
+    (directory / "root-hints.txt").write_text(lab.dns.root_hints)
     passwords, boxes = {}, []
     for zone in names:
         for n in range(mailboxes_per_domain):
@@ -70,7 +74,8 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
         "dns": {"provider": {"kind": "rfc2136", "server": str(lab.cfg.nameserver),
                              "tsig_key_file": str(lab.dns.tsig_file)},
                 "resolvers": [str(lab.cfg.gateway)]},
-        "verify": {"trust_anchor": str(anchor),
+        "resolver": {"trust_anchor": str(anchor), "root_hints": str(directory / "root-hints.txt")},
+        "verify": {"bogus_name": BOGUS_NAME,
                    "relay_probe": f"relay-probe@remote.{lab.cfg.parent_zone.rstrip('.')}"},
     }
     if len(names) > 1:

@@ -107,18 +107,21 @@ class StagedConfig:
                               known=state.staged if state else None, **context)
         self.drifted = state is None or state.live != state.staged or state.owner != f"{int(mode)} {user} {group}"
 
-    def install(self, check: str | None = None):
+    def install(self, check: str | StringCommand | None = None):
         """Install if the rendered content changed or the live file drifted (content, mode, owner); `check`
-        ({path}, {dir}) must pass first."""
+        must pass first: a command string ({path}, {dir}: the staged copy), or a StringCommand taken as it is
+        (one that carries spec values, quoted)."""
+        if isinstance(check, str):
+            check = check.format(path=self.staged, dir=str(Path(self.staged).parent))
         commands = ([f"touch -d @$(($(date +%s) - 2)) {self.staged}"] if self.backdated else []) + (
-            [check.format(path=self.staged, dir=str(Path(self.staged).parent))] if check else []) + [
+            [check] if check else []) + [
             f"install -D {'-p ' if self.backdated else ''}-m {self.mode} -o {self.user} -g {self.group} "
             f"{self.staged} {self.dest}"]
         return server.shell(name=f"Install {self.dest}" + (" (validated)" if check else ""), commands=commands,
                             _if=None if self.drifted else self.stage.did_change)
 
 
-def config_file(role_file: str, dest: str, *, check: str | None = None, **kwargs):
+def config_file(role_file: str, dest: str, *, check: str | StringCommand | None = None, **kwargs):
     """Render `dest` from its role template, validate it with `check` ({path} = staged file), install it.
 
     Returns the install operation: its `did_change()` tells whether the live file changed.

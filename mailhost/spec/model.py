@@ -169,12 +169,28 @@ class Dns(Model):
         "Resolvers to ask for the parent's DS records (default: the system's)", [])
 
 
+class Resolver(Model):
+    enabled: bool = doc(
+        "Run a validating DNS resolver (unbound) on the host for Postfix (outbound DANE), postscreen's blocklists "
+        "and rspamd. Blocklists such as Spamhaus refuse queries that come through public resolvers.", True)
+    trust_anchor: PlainText | None = doc(
+        "File (on the controller) with the DNSSEC trust anchor as DS or DNSKEY records, for a private DNS tree "
+        "(default: the root zone's key, kept current by unbound)", None)
+    root_hints: PlainText | None = doc(
+        "File (on the controller) with the root servers as NS and A/AAAA records, for a private DNS tree "
+        "(default: unbound's built-in list)", None)
+
+
 class Verify(Model):
     probe_mailbox: Annotated[str, Email()] | None = doc(
         "Mailbox that sends itself a probe message to check DKIM/SPF/DMARC of real mail; its password must be "
         "in password_env or password_file (default: the first mailbox that has one). The probe is deleted.", None)
     trust_anchor: PlainText | None = doc(
-        "File with the DNSSEC trust anchor as DS or DNSKEY records (default: the root zone's keys)", None)
+        "File with the DNSSEC trust anchor as DS or DNSKEY records (default: resolver.trust_anchor, else the root "
+        "zone's keys)", None)
+    bogus_name: Annotated[str, DomainName()] = doc(
+        "A name whose DNSSEC signatures are broken on purpose: the host's resolver must refuse it",
+        "dnssec-failed.org")
     ca_bundle: PlainText | None = doc("PEM bundle to trust for the host's certificates (default: tls.ca_bundle, "
                                 "else the system's trust store)", None)
     relay_probe: Annotated[str, Email()] = doc(
@@ -198,6 +214,7 @@ class Spec(Model):
     fail2ban: Fail2ban = doc("Brute-force protection", Fail2ban())
     firewall: Firewall = doc("nftables firewall", Firewall())
     dns: Dns = doc("DNS records: MX, A/AAAA, SPF, DKIM, DMARC, DNSSEC", Dns())
+    resolver: Resolver = doc("The host's own validating DNS resolver", Resolver())
     verify: Verify = doc("Checks run from outside after the deploy (`mailhost verify`)", Verify())
     # Not a spec setting: the folder the spec file is in, which the file paths in it are relative to.
     _base_dir: Path = PrivateAttr(default=Path("."))

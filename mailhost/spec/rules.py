@@ -8,6 +8,7 @@ import re
 import stat
 from pathlib import Path
 
+from ..resolver import root_hints_lines, trust_anchor_lines
 from ..services import ALWAYS_ON_PORTS
 from .model import Alias, Spec
 from .values import control_free, shown
@@ -74,15 +75,29 @@ def cross_checks(spec: Spec) -> list[tuple[str, str]]:
     if spec.verify.probe_mailbox and spec.probe_mailbox is None:
         problems.append(("verify.probe_mailbox", f"{shown(spec.verify.probe_mailbox)} is not a mailbox with "
                                                  "password_env or password_file (verify must log in as it)"))
-    for name in ("trust_anchor", "ca_bundle"):
-        value = getattr(spec.verify, name)
-        if value and (problem := _file_problem(base_dir / value)):
-            problems.append((f"verify.{name}", f"{shown(value)} {problem}"))
+    files = [("verify.trust_anchor", spec.verify.trust_anchor, trust_anchor_lines),
+             ("verify.ca_bundle", spec.verify.ca_bundle, None),
+             ("resolver.trust_anchor", spec.resolver.trust_anchor, trust_anchor_lines),
+             ("resolver.root_hints", spec.resolver.root_hints, root_hints_lines)]
+    for path, value, parse in files:
+        if value and (problem := _file_problem(base_dir / value) or _records_problem(base_dir / value, parse)):
+            problems.append((path, f"{shown(value)} {problem}"))
     reserved = {*ALWAYS_ON_PORTS, spec.firewall.ssh_port}
     for i, rule in enumerate(spec.firewall.allow):
         if rule.port in reserved and rule.proto == "tcp":
             problems.append((f"firewall.allow[{i}].port", f"{rule.port} is opened by mailhost already"))
     return problems
+
+
+def _records_problem(path: Path, parse) -> str | None:
+    """What `parse` (trust anchor, root hints) finds wrong in a file of DNS records (None: nothing, or no parser)."""
+    if parse is None:
+        return None
+    try:
+        parse(path.read_text())
+    except ValueError as exc:
+        return "is not usable: " + "".join(c if c.isprintable() else " " for c in str(exc))[:200]
+    return None
 
 
 def _twice(path: str, values: list[str]) -> list[tuple[str, str]]:

@@ -54,9 +54,8 @@ class Target:
 
     @property
     def anchor(self) -> dnssec.Anchor:
-        if self.spec.verify.trust_anchor:
-            return dnssec.Anchor.from_text((self.base_dir / self.spec.verify.trust_anchor).read_text())
-        return dnssec.ROOT
+        path = self.spec.verify.trust_anchor or self.spec.resolver.trust_anchor
+        return dnssec.Anchor.from_text((self.base_dir / path).read_text()) if path else dnssec.ROOT
 
 
 def lookup_with(res: dns.resolver.Resolver):
@@ -125,7 +124,8 @@ def run_checks(target: Target) -> Iterable[Result]:
     yield from check_reverse(spec.hostname, addresses, res)
     yield from _service_checks(target, addresses, lookup, fresh)
     if shell:
-        yield from host_checks.check_services(shell, spec.hostname)
+        yield from host_checks.check_services(shell, spec)
+        yield from host_checks.check_resolver(shell, spec)
         yield from host_checks.check_fail2ban(shell, spec)
         yield from host_checks.check_key_files(shell, spec)
         yield from host_checks.check_open_ports(shell, spec, addresses[0])

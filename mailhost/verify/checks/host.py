@@ -6,6 +6,8 @@ over plain SSH (`mailhost verify`) and inside a pyinfra deploy.
 
 from __future__ import annotations
 
+import re
+import shlex
 import socket
 from collections.abc import Callable, Iterable
 
@@ -18,20 +20,54 @@ Run = Callable[[str], str]
 SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "nftables"]
 
 
-def check_services(run: Run, hostname: str) -> Iterable[Result]:
-    states = dict(zip(SERVICES, run("systemctl is-active " + " ".join(SERVICES) + " || true").split()))
-    down = [s for s in SERVICES if states.get(s) != "active"]
+def check_services(run: Run, spec: Spec) -> Iterable[Result]:
+    hostname = spec.hostname
+    services = SERVICES + (["unbound"] if spec.resolver.enabled else [])
+    states = dict(zip(services, run("systemctl is-active " + " ".join(services) + " || true").split()))
+    down = [s for s in services if states.get(s) != "active"]
     if down:
         yield error("host.services", hostname, "not running: " + ", ".join(f"{s} ({states.get(s, '?')})" for s in down),
                     "run the deploy again (it starts them); `journalctl -u <service>` on the host says why")
     else:
-        yield ok("host.services", hostname, f"all {len(SERVICES)} services active")
+        yield ok("host.services", hostname, f"all {len(services)} services active")
     timer = run("systemctl is-enabled certbot.timer 2>/dev/null; systemctl is-active certbot.timer 2>/dev/null; true")
     if timer.split() != ["enabled", "active"]:
         yield error("host.renewal", hostname, "the certificate renewal timer (certbot.timer) is not enabled and active",
                     "run the deploy again")
     else:
         yield ok("host.renewal", hostname, "certificate renewal timer active")
+
+
+def _dig_status(output: str) -> str | None:
+    """The rcode of a `dig` answer (NOERROR, SERVFAIL, ...), None when no answer came."""
+    found = re.search(r"status: ([A-Z]+)", output)
+    return found.group(1) if found else None
+
+
+def check_resolver(run: Run, spec: Spec) -> Iterable[Result]:
+    """The host's own resolver answers, refuses a name whose DNSSEC is broken, and is the one the host uses."""
+    if not spec.resolver.enabled:
+        return
+    dig = "dig @127.0.0.1 +dnssec +time=2 +tries=2"
+    good, bogus = (run(f"{dig} {shlex.quote(name)} A 2>&1 || true") for name in (spec.hostname, spec.verify.bogus_name))
+    used = [line.split()[1] for line in run("cat /etc/resolv.conf 2>/dev/null || true").splitlines()
+            if line.startswith("nameserver") and len(line.split()) > 1]
+    where = f"{spec.hostname} (unbound)"
+    if _dig_status(good) != "NOERROR":
+        yield error("host.resolver", where, f"does not answer for {spec.hostname} "
+                    f"({_dig_status(good) or 'no answer'})",
+                    "`systemctl status unbound` and `unbound-control status` on the host; run the deploy again")
+    elif _dig_status(bogus) != "SERVFAIL":
+        yield error("host.resolver", where, f"does not validate: {spec.verify.bogus_name}, whose DNSSEC is broken, "
+                    f"was answered ({_dig_status(bogus) or 'no answer'}, not SERVFAIL)",
+                    "check resolver.trust_anchor; run the deploy again")
+    elif used[:1] != ["127.0.0.1"]:
+        yield error("host.resolver", where, f"the host does not use it: /etc/resolv.conf names "
+                    f"{', '.join(used) or 'no nameserver'}", "run the deploy again (something rewrote resolv.conf: "
+                    "a DHCP client or systemd-resolved)")
+    else:
+        yield ok("host.resolver", where, f"validating resolver in use (answers {spec.hostname}, refuses "
+                 f"{spec.verify.bogus_name})")
 
 
 def check_fail2ban(run: Run, spec: Spec) -> Iterable[Result]:

@@ -1,0 +1,65 @@
+"""The host's own validating resolver: unbound on 127.0.0.1, asked by Postfix (DANE needs answers it can
+trust: `options trust-ad`), postscreen's blocklist lookups (Spamhaus refuses public resolvers) and rspamd.
+
+The host is switched to it only once it answers with validated data: `/etc/resolv.conf` is installed only
+after unbound, already running with our config, answered the trust anchor's zone with the AD flag. A resolver
+that fails to start or to validate leaves the host on the resolver it had, and the run fails there.
+Turning `resolver.enabled` off later leaves unbound and resolv.conf as they are.
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import QuoteString, StringCommand, deploy
+from pyinfra.operations import systemd
+from pyinfra.operations.util import any_changed
+
+from mailhost.resolver import root_hints_lines, trust_anchor_lines
+from mailhost.dnssec import Anchor
+from mailhost.spec import Spec
+from roles._config import config_file
+
+TRUST_ANCHOR = "/etc/unbound/mailhost-trust-anchor"
+ROOT_HINTS = "/etc/unbound/mailhost-root-hints"
+# Postfix's chrooted daemons (smtp, postscreen's dnsblog) read the copy in its queue directory.
+RESOLV_CONF = ("/etc/resolv.conf", "/var/spool/postfix/etc/resolv.conf")
+
+
+def packages(spec: Spec) -> list[str]:
+    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction):
+    dns-root-data holds the root's key, dig asks unbound before the host is switched to it."""
+    return ["unbound", "dns-root-data", "bind9-dnsutils"] if spec.resolver.enabled else []
+
+
+def _file_lines(spec: Spec, value: str | None, parse) -> list[str] | None:
+    return parse((spec.base_dir / value).read_text()) if value else None
+
+
+def answers_validated(spec: Spec) -> StringCommand:
+    """unbound answers the trust anchor's zone (the root by default) with the AD flag: it runs and validates."""
+    path = spec.resolver.trust_anchor
+    zone = Anchor.from_text((spec.base_dir / path).read_text()).zone.to_text() if path else "."
+    return StringCommand(
+        "out=$(dig @127.0.0.1 +dnssec +time=2 +tries=3", QuoteString(zone), "SOA) &&",
+        "echo \"$out\" | grep -q 'status: NOERROR' && echo \"$out\" | grep -Eq '^;; flags:[a-z ]* ad[ ;]' ||",
+        "{ echo 'unbound does not answer with validated data: the host stays on its resolver' >&2;",
+        "echo \"$out\" | head -n 8 >&2; exit 1; }")
+
+
+@deploy("resolver")
+def apply(spec: Spec) -> None:
+    if not spec.resolver.enabled:
+        return
+    anchor = _file_lines(spec, spec.resolver.trust_anchor, trust_anchor_lines)
+    hints = _file_lines(spec, spec.resolver.root_hints, root_hints_lines)
+    changed = []
+    if anchor:
+        changed.append(config_file(__file__, TRUST_ANCHOR, rows=anchor))
+    if hints:
+        changed.append(config_file(__file__, ROOT_HINTS, rows=hints))
+    changed.append(config_file(__file__, "/etc/unbound/unbound.conf", check="unbound-checkconf {path}",
+                               trust_anchor=TRUST_ANCHOR if anchor else None, root_hints=ROOT_HINTS if hints else None))
+    systemd.service(name="unbound restarts for new config", service="unbound", restarted=True,
+                    _if=any_changed(*changed))  # only if running; a stopped unbound starts below
+    systemd.service(name="unbound is running", service="unbound", running=True, enabled=True)
+    for path in RESOLV_CONF:
+        config_file(__file__, path, check=answers_validated(spec))
