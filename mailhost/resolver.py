@@ -7,6 +7,8 @@ so a file that would not parse stops the spec from loading, before anything chan
 
 from __future__ import annotations
 
+import re
+
 import dns.exception
 import dns.name
 import dns.rdatatype
@@ -24,8 +26,15 @@ def trust_anchor_lines(text: str) -> list[str]:
     except dns.exception.DNSException as exc:
         raise ValueError(f"not DS or DNSKEY records in zone-file syntax ({exc})") from None
     zone = anchor.zone.to_text()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", zone):
+        raise ValueError(f"the anchor's zone {zone!r} is not a plain DNS name")
     return [f"{zone} IN DNSKEY {key.to_text()}" for key in anchor.keys] + \
         [f"{zone} IN DS {ds.to_text()}" for ds in anchor.ds]
+
+
+def anchor_zone(text: str) -> str:
+    """The zone a trust anchor is for (the top of the tree it validates), e.g. "." or "test."."""
+    return trust_anchor_lines(text)[0].split()[0]
 
 
 def root_hints_lines(text: str) -> list[str]:

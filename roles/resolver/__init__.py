@@ -13,8 +13,7 @@ from pyinfra.api import QuoteString, StringCommand, deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from mailhost.resolver import root_hints_lines, trust_anchor_lines
-from mailhost.dnssec import Anchor
+from mailhost.resolver import anchor_zone, root_hints_lines, trust_anchor_lines
 from mailhost.spec import Spec
 from roles._config import config_file
 
@@ -34,10 +33,14 @@ def _file_lines(spec: Spec, value: str | None, parse) -> list[str] | None:
     return parse((spec.base_dir / value).read_text()) if value else None
 
 
+def anchor_zone_of(spec: Spec) -> str:
+    path = spec.resolver.trust_anchor
+    return anchor_zone((spec.base_dir / path).read_text()) if path else "."
+
+
 def answers_validated(spec: Spec) -> StringCommand:
     """unbound answers the trust anchor's zone (the root by default) with the AD flag: it runs and validates."""
-    path = spec.resolver.trust_anchor
-    zone = Anchor.from_text((spec.base_dir / path).read_text()).zone.to_text() if path else "."
+    zone = anchor_zone_of(spec)
     return StringCommand(
         "out=$(dig @127.0.0.1 +dnssec +time=2 +tries=3", QuoteString(zone), "SOA) &&",
         "echo \"$out\" | grep -q 'status: NOERROR' && echo \"$out\" | grep -Eq '^;; flags:[a-z ]* ad[ ;]' ||",
@@ -57,7 +60,8 @@ def apply(spec: Spec) -> None:
     if hints:
         changed.append(config_file(__file__, ROOT_HINTS, rows=hints))
     changed.append(config_file(__file__, "/etc/unbound/unbound.conf", check="unbound-checkconf {path}",
-                               trust_anchor=TRUST_ANCHOR if anchor else None, root_hints=ROOT_HINTS if hints else None))
+                               trust_anchor=TRUST_ANCHOR if anchor else None, root_hints=ROOT_HINTS if hints else None,
+                               anchor_zone=anchor_zone_of(spec)))
     systemd.service(name="unbound restarts for new config", service="unbound", restarted=True,
                     _if=any_changed(*changed))  # only if running; a stopped unbound starts below
     systemd.service(name="unbound is running", service="unbound", running=True, enabled=True)
