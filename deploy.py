@@ -3,8 +3,8 @@
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
-up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM are published
-right after they exist; the firewall opens 80 before certbot; certbot's issuance (mostly waiting for
+up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM and the certificate's
+key (TLSA) are published once the certificate exists; the firewall opens 80 before certbot; certbot's issuance (mostly waiting for
 the CA) runs in the background while OpenDKIM and Fail2Ban are configured, and the certificate exists
 before Dovecot and Postfix use it. rspamd comes last: its package's first start compiles pattern caches
 (~10 s of CPU) while the install and the other services go on, and its restart with our config waits
@@ -34,9 +34,9 @@ resolver.apply(spec)  # the host's own validating resolver, before anything on i
 firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
 opendkim.apply(spec)
-dns.publish_keys(spec, dns_pending)
 fail2ban.apply(spec)
 certbot.ready(spec)  # Dovecot and Postfix do
+dns.publish_keys(spec, dns_pending)  # the DKIM keys and the certificate's key (TLSA)
 dovecot.apply(spec)
 postfix.apply(spec)
 rspamd.apply(spec)

@@ -60,6 +60,9 @@ TXT_MAX = 2048  # characters of TXT content
 COMMENT_MAX = 100  # characters of a record comment (Free plan)
 PROXIABLE = {"A", "AAAA", "CNAME"}
 HOST_TYPES = {"CNAME", "MX", "NS", "PTR"}  # content is a host name
+# Types set through a structured `data` object (its fields and their JSON types); of these, mailhost writes two.
+DATA_TYPES = {"CAA": {"flags": int, "tag": str, "value": str},
+              "TLSA": {"usage": int, "selector": int, "matching_type": int, "certificate": str}}
 TYPES = {"A", "AAAA", "CAA", "CERT", "CNAME", "DNSKEY", "DS", "HTTPS", "LOC", "MX", "NAPTR", "NS", "OPENPGPKEY",
          "PTR", "SMIMEA", "SRV", "SSHFP", "SVCB", "TLSA", "TXT", "URI"}
 FAULTS = {"429", "500", "500-after", "drop", "drop-after"}
@@ -402,6 +405,8 @@ class FakeCloudflare:
         if comment is not None and (not isinstance(comment, str) or len(comment) > COMMENT_MAX):
             raise invalid(9102, f"DNS record comment cannot be longer than {COMMENT_MAX} characters.")
         content = record.get("content")
+        if rtype in DATA_TYPES:  # set through `data`; `content` is Cloudflare's rendering of it, read-only
+            content = _from_data(rtype, record.get("data"))
         if content is None and rtype in HOST_TYPES | {"A", "AAAA", "TXT"}:
             raise invalid(9001, f"Content for {rtype} record is invalid.")
         content = "" if content is None else str(content)
@@ -446,6 +451,23 @@ class FakeCloudflare:
                 "ds": f"{zone.name}. 3600 IN DS {tag} 13 2 {digest}", "flags": 257, "key_tag": tag,
                 "key_type": "ECDSAP256SHA256", "public_key": base64.b64encode(key.key).decode(),
                 "dnssec_multi_signer": False, "dnssec_presigned": False}
+
+
+def _from_data(rtype: str, data: Any) -> str:
+    """The content Cloudflare shows for a CAA or TLSA record set through its `data`."""
+    fields = DATA_TYPES[rtype]
+    if not isinstance(data, dict) or set(data) != set(fields) or any(
+            isinstance(data[f], bool) or not isinstance(data[f], int if kind is int else str)
+            for f, kind in fields.items()):
+        raise invalid(9101, f"Data for {rtype} record is invalid.")
+    if rtype == "CAA":
+        if not 0 <= data["flags"] <= 255 or not re.fullmatch(r"[A-Za-z0-9]+", data["tag"]) or '"' in data["value"]:
+            raise invalid(9101, "Data for CAA record is invalid.")
+        return f'{data["flags"]} {data["tag"]} "{data["value"]}"'
+    numbers = (data["usage"], data["selector"], data["matching_type"])
+    if not all(0 <= n <= 255 for n in numbers) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", data["certificate"]):
+        raise invalid(9101, "Data for TLSA record is invalid.")
+    return " ".join(map(str, numbers)) + " " + data["certificate"].lower()
 
 
 def _content(rtype: str, content: str) -> str:

@@ -21,6 +21,18 @@ def parse_dkim_public_keys(lines: list[str]) -> dict[tuple[str, str], str]:
     return keys
 
 
+TLS_LIVE_DIR = "/etc/letsencrypt/live"
+
+TLS_PUBLIC_KEYS = (
+    f"for k in {TLS_LIVE_DIR}/*/privkey.pem; do [ -f \"$k\" ] || continue; "
+    "printf '%s ' $(basename $(dirname $k)); openssl pkey -in $k -pubout -outform DER | base64 -w0; echo; done")
+
+
+def parse_tls_public_keys(lines: list[str]) -> dict[str, str]:
+    """{certificate name (the host name): base64 SubjectPublicKeyInfo of its key}."""
+    return {parts[0]: parts[1] for parts in (line.split() for line in lines) if len(parts) == 2}
+
+
 # The source address of each default route, else (a host without one, like the lab's) the first global
 # address of that family.
 PUBLIC_ADDRESSES = (

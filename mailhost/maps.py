@@ -17,8 +17,9 @@ def virtual_mailboxes(spec: Spec) -> list[tuple[str, str]]:
 
 
 def virtual_aliases(spec: Spec) -> list[tuple[str, str]]:
-    """Postfix virtual_alias_maps. Mailboxes map to themselves so a catch-all never swallows them."""
-    rows = [(a.source, ",".join(a.destinations)) for a in spec.aliases]
+    """Postfix virtual_alias_maps. Mailboxes map to themselves so a catch-all never swallows them; postmaster@
+    and abuse@ go to a mailbox where the spec routes them nowhere."""
+    rows = [(a.source, ",".join(a.destinations)) for a in spec.aliases] + list(spec.role_aliases.items())
     if any(a.source.startswith("@") for a in spec.aliases):
         rows += [(box.address, box.address) for box in spec.mailboxes]
     return sorted(rows)

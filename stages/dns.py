@@ -1,10 +1,11 @@
-"""DNS stage: publish the host's records (MX, A/AAAA, SPF, DKIM, DMARC) through the spec's provider.
+"""DNS stage: publish the host's records (MX, A/AAAA, SPF, DKIM, DMARC, TLSA, CAA, TLS-RPT) through the spec's
+provider.
 
 It runs on the controller, in two steps. `publish()` comes first in the deploy: the host name must
 resolve before anything on the host looks it up (package scripts do; a resolver would then cache
 NXDOMAIN for the zone's negative TTL) and before certbot's HTTP-01 challenge. It publishes every
-record whose value is known. `publish_keys()` comes after the OpenDKIM role has made the keys and
-publishes them; on a host that has them already it does nothing at all.
+record whose value is known. `publish_keys()` comes once the OpenDKIM role has made the keys and certbot
+the certificate's key, and publishes them; on a host that has them already it does nothing at all.
 
 The plan is made while pyinfra prepares, from the facts as they are then: conflicts, unsafe plans
 and missing zones stop the deploy before the host is touched. Writes happen during execution, after
@@ -22,6 +23,7 @@ from mailhost.dns.providers import DnsError
 from mailhost.dns.records import HostFacts
 from mailhost.dns.sync import DnsSync, ZoneState
 from mailhost.spec import Spec
+from roles.certbot import TlsPublicKeys
 from roles.opendkim import DkimPublicKeys
 
 
@@ -37,7 +39,8 @@ class PublicAddresses(FactBase):
 
 
 def _facts() -> HostFacts:
-    return HostFacts(addresses=host.get_fact(PublicAddresses) or None, dkim_keys=host.get_fact(DkimPublicKeys))
+    return HostFacts(addresses=host.get_fact(PublicAddresses) or None, dkim_keys=host.get_fact(DkimPublicKeys),
+                     tls_keys=host.get_fact(TlsPublicKeys))
 
 
 def _show(states: list[ZoneState], sync: DnsSync) -> None:
@@ -83,7 +86,7 @@ def records(spec: Spec, force: bool = False, final: bool = False, write: bool = 
 
 def publish(spec: Spec) -> bool:
     """Plan (shown, checked), then publish what is known. True when values only the host can tell
-    (a fresh host's DKIM keys) are still to come, for `publish_keys()`."""
+    (a fresh host's DKIM keys and certificate key) are still to come, for `publish_keys()`."""
     if spec.dns.provider is None:
         return False
     force = bool(host.data.get("dns_force"))
@@ -101,5 +104,5 @@ def publish(spec: Spec) -> bool:
 
 def publish_keys(spec: Spec, pending: bool) -> None:
     if pending:
-        records(name="DNS records of the new DKIM keys are published", spec=spec,
+        records(name="DNS records of the new keys (DKIM, TLSA) are published", spec=spec,
                 force=bool(host.data.get("dns_force")), final=True)

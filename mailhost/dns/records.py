@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import base64
+import hashlib
+
 import dns.name
 import dns.rdata
 import dns.rdataclass
@@ -84,6 +87,7 @@ class HostFacts:
     """What the host tells: its public addresses and DKIM public keys (None: not read yet)."""
     addresses: tuple[str, ...] | None = None
     dkim_keys: Mapping[tuple[str, str], str] | None = None  # (domain, selector) -> base64 SubjectPublicKeyInfo
+    tls_keys: Mapping[str, str] | None = None  # certificate name (host name) -> base64 SubjectPublicKeyInfo
 
 
 def _set(spec: Spec, name: str, rdtype: str, values: Iterable[dns.rdata.Rdata] | None, purpose: str,
@@ -113,15 +117,8 @@ def dkim(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
 
 
 def dmarc_rua(spec: Spec, domain: Domain) -> list[str]:
-    """Where DMARC reports go: the spec's addresses, else postmaster@ if we receive it, else a mailbox of ours."""
-    if spec.dns.dmarc.rua:
-        return spec.dns.dmarc.rua
-    postmaster = f"postmaster@{domain.name}"
-    ours = [m.address for m in spec.mailboxes] + [a.source for a in spec.aliases]
-    if postmaster in ours or f"@{domain.name}" in ours:
-        return [postmaster]
-    same = [m.address for m in spec.mailboxes if m.address.endswith("@" + domain.name)]
-    return [(same or [spec.mailboxes[0].address])[0]]
+    """Where DMARC reports go: the spec's addresses, else postmaster@ the domain (always ours: `Spec.role_aliases`)."""
+    return spec.dns.dmarc.rua or [f"postmaster@{domain.name}"]
 
 
 def dmarc(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
@@ -154,13 +151,47 @@ def host_addresses(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
             yield _set(spec, spec.hostname, rdtype, values, "the host's address")
 
 
+def tlsa_value(spki_der: bytes) -> str:
+    """TLSA "3 1 1" (DANE-EE, the public key, SHA-256) of a key: survives renewals that keep the key."""
+    return "3 1 1 " + hashlib.sha256(spki_der).hexdigest()
+
+
+def tlsa(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
+    """DANE for mail to us (RFC 7672): senders that validate check the certificate on port 25 against it."""
+    key = None if facts.tls_keys is None else facts.tls_keys.get(spec.hostname)
+    yield _set(spec, f"_25._tcp.{spec.hostname}", "TLSA", None if key is None else [rdata("TLSA", tlsa_value(base64.b64decode(key)))],
+               "DANE: the key of the certificate on port 25 (made on the host)")
+
+
+def caa(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
+    """CAA (RFC 8659): only the spec's ACME CA may issue certificates for the host name."""
+    issuer = spec.caa_issuer
+    if issuer:
+        yield _set(spec, spec.hostname, "CAA", [rdata("CAA", f'0 issue "{issuer}"')],
+                   f"CAA: only {issuer} issues certificates for the host name")
+
+
+def tls_reporting(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    """TLS-RPT (RFC 8460): where senders report failed TLS (DANE, MTA-STS) to the domain."""
+    addresses = spec.dns.tls_reports or dmarc_rua(spec, domain)
+    yield _set(spec, f"_smtp._tls.{domain.name}", "TXT",
+               [txt("v=TLSRPTv1; rua=" + ",".join(f"mailto:{a}" for a in addresses))],
+               "TLS-RPT: where senders report TLS failures")
+
+
+HostRecords = Callable[[Spec, HostFacts], Iterable[RecordSet]]
 DomainRecords = Callable[[Spec, Domain, HostFacts], Iterable[RecordSet]]
-RECORD_KINDS: list[DomainRecords] = [mx, spf, dkim, dmarc, dmarc_report_authorization]
+RECORD_KINDS: list[DomainRecords] = [mx, spf, dkim, dmarc, dmarc_report_authorization, tls_reporting]
+# The host name's own records, published when the host name is in one of our zones.
+HOST_RECORD_KINDS: list[HostRecords] = [tlsa, caa]
 
 
 def desired_records(spec: Spec, facts: HostFacts) -> list[RecordSet]:
     """Every record set mailhost publishes for this spec, host records first."""
     sets = list(host_addresses(spec, facts))
+    if spec.zone_of(spec.hostname):
+        for host_kind in HOST_RECORD_KINDS:
+            sets.extend(host_kind(spec, facts))
     for domain in spec.domains:
         for kind in RECORD_KINDS:
             sets.extend(kind(spec, domain, facts))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -20,6 +21,13 @@ def doc(text: str, default: Any = PydanticUndefined) -> Any:
     """A field with its documentation (shown in the JSON Schema)."""
     return Field(default=default, description=text)  # (pydantic copies a mutable default for each instance)
 
+
+# Addresses every mail domain must receive (RFC 5321 4.5.1, RFC 2142).
+ROLE_ADDRESSES = ("postmaster", "abuse")
+
+# ACME directory hosts -> their CA's CAA identity (what a CAA "issue" record names).
+KNOWN_CAA_ISSUERS = {"api.letsencrypt.org": "letsencrypt.org", "pki.goog": "pki.goog", "zerossl.com": "sectigo.com",
+                     "buypass.com": "buypass.com", "ssl.com": "ssl.com"}
 
 # A string nothing more specific checks (a file name, an SPF record, a profile name): no control characters.
 PlainText = Annotated[str, Text()]
@@ -70,6 +78,10 @@ class Tls(Model):
     ca_bundle: PlainText | None = doc(
         "PEM file (on the controller) of a private CA to trust for the ACME server and its certificates", None)
     contact: Annotated[str, Email()] | None = doc("ACME account contact (default: postmaster@first domain)", None)
+    caa_issuer: Annotated[str, DomainName()] | None = doc(
+        "The CA's CAA identity, published as the only one that may issue for the host name (default: known from "
+        "acme_directory for Let's Encrypt, Google, ZeroSSL, Buypass and SSL.com; none published for another CA "
+        "unless set)", None)
 
 
 class Dkim(Model):
@@ -141,7 +153,8 @@ class Dmarc(Model):
     subdomain_policy: Annotated[str, OneOf("none", "quarantine", "reject")] | None = doc(
         "Policy for subdomains (default: the same as policy)", None)
     rua: list[Annotated[str, Email()]] = doc(
-        "Where aggregate reports go (default: postmaster@ the domain if that is ours, else its first mailbox)", [])
+        "Where aggregate reports go (default: postmaster@ the domain, which mailhost routes to a mailbox when the "
+        "spec does not)", [])
 
 
 class Dns(Model):
@@ -165,6 +178,8 @@ class Dns(Model):
     max_change_percent: Annotated[int, Percent()] = doc(
         "Refuse a plan that updates or deletes more than this share of a zone's existing records "
         "(zones of 10+ record sets; override with --force)", 30)
+    tls_reports: list[Annotated[str, Email()]] = doc(
+        "Where senders send TLS reports (TLS-RPT, _smtp._tls; default: where DMARC reports go)", [])
     resolvers: list[Annotated[str, IPAddress(0)]] = doc(
         "Resolvers to ask for the parent's DS records (default: the system's)", [])
 
@@ -261,12 +276,36 @@ class Spec(Model):
         return sorted({self.firewall.ssh_port, *self.mail_tcp_ports, *extra})
 
     @property
+    def role_aliases(self) -> dict[str, str]:
+        """postmaster@ (RFC 5321) and abuse@ (RFC 2142) of every domain whose spec routes neither them nor a
+        catch-all: to the domain's first mailbox, else the first mailbox."""
+        taken = {m.address for m in self.mailboxes} | {a.source for a in self.aliases}
+        routes = {}
+        for domain in self.domain_names:
+            same = [m.address for m in self.mailboxes if m.address.endswith("@" + domain)]
+            owner = (same or [m.address for m in self.mailboxes])[:1]
+            if f"@{domain}" in taken or not owner:
+                continue
+            routes.update({f"{local}@{domain}": owner[0] for local in ROLE_ADDRESSES
+                           if f"{local}@{domain}" not in taken})
+        return routes
+
+    @property
     def probe_mailbox(self) -> Mailbox | None:
         """The mailbox verify logs in as: the spec's choice, else the first whose password we can read."""
         usable = [m for m in self.mailboxes if m.password_env or m.password_file]
         if self.verify.probe_mailbox:
             return next((m for m in usable if m.address == self.verify.probe_mailbox), None)
         return usable[0] if usable else None
+
+    @property
+    def caa_issuer(self) -> str | None:
+        """The ACME CA's CAA identity: the spec's, else the one its directory's host is known for."""
+        if self.tls.caa_issuer:
+            return self.tls.caa_issuer
+        host = urlsplit(self.tls.acme_directory).hostname or ""
+        return next((issuer for suffix, issuer in KNOWN_CAA_ISSUERS.items()
+                     if host == suffix or host.endswith("." + suffix)), None)
 
     @property
     def acme_contact(self) -> str:

@@ -7,7 +7,7 @@ mailbox, whose probe it deletes), and reads the host over SSH. Running it twice 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import dns.exception
@@ -20,7 +20,10 @@ from mailhost.spec import Spec
 from .checks import dns as dns_checks
 from .checks import dnssec as dnssec_checks
 from .checks import host as host_checks
+from .checks.caa import check_caa
+from .checks.dane import check_tlsa
 from .checks.dmarc import check_dmarc
+from .checks.tlsrpt import check_tlsrpt
 from .checks.lookup import LookupTimeout, answer_texts, despite_caches
 from .checks.spf import check_spf
 from .checks.reverse import check_reverse
@@ -110,19 +113,22 @@ def run_checks(target: Target) -> Iterable[Result]:
     yield access
     shell = target.run if access.status is Status.OK else None
     keys = hostinfo.parse_dkim_public_keys(shell(hostinfo.DKIM_PUBLIC_KEYS).splitlines()) if shell else None
-    facts = HostFacts(tuple(addresses), keys)
+    tls_keys = hostinfo.parse_tls_public_keys(shell(hostinfo.TLS_PUBLIC_KEYS).splitlines()) if shell else None
+    facts = HostFacts(tuple(addresses), keys, tls_keys)
     yield from dns_checks.check_records(spec, facts, target.resolvers)
     for domain in spec.domain_names:
         yield from despite_caches(lambda lk: check_spf(domain, addresses, lk), lookup, fresh)
+        yield from despite_caches(lambda lk: check_tlsrpt(domain, lk), lookup, fresh)
         yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, spec.dns.dmarc.policy),
                                   lookup, fresh)
+    yield from despite_caches(lambda lk: check_caa(spec.hostname, spec.caa_issuer, lk), lookup, fresh)
     query = dnssec.tcp_query(res.nameservers[0])
     for zone in spec.dns_zones:
         probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]
         yield from dnssec_checks.check_zone(zone, query, target.anchor, target.resolvers,
                                             spec.verify.rrsig_min_days, probes)
     yield from check_reverse(spec.hostname, addresses, res)
-    yield from _service_checks(target, addresses, lookup, fresh)
+    yield from _service_checks(target, addresses, lookup, fresh, query)
     if shell:
         yield from host_checks.check_services(shell, spec)
         yield from host_checks.check_resolver(shell, spec)
@@ -131,14 +137,21 @@ def run_checks(target: Target) -> Iterable[Result]:
         yield from host_checks.check_open_ports(shell, spec, addresses[0])
 
 
-def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> Iterable[Result]:
-    """TLS and SMTP policy on the host's first address (the one the world connects to), and DNSBLs."""
+def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) -> Iterable[Result]:
+    """TLS, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick either); SMTP
+    policy on the first; DNSBLs."""
     from .checks import smtp, tls
     spec, address = target.spec, addresses[0]
-    for endpoint in tls.endpoints(spec.features):
-        yield from tls.check_tls(address, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
-                                 spec.verify.cert_min_days)
-    yield from smtp.check_banner(address, spec.hostname)
+    for each in addresses:
+        for endpoint in tls.endpoints(spec.features):
+            for result in tls.check_tls(each, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
+                                        spec.verify.cert_min_days):
+                yield _on(result, each, addresses)
+        for result in smtp.check_banner(each, spec.hostname):
+            yield _on(result, each, addresses)
+    yield from check_tlsa(spec.hostname, addresses, target.anchor, query)
+    yield from smtp.check_vrfy_expn(address, spec.hostname)
+    yield from smtp.check_role_addresses(address, spec.hostname, spec.domain_names)
     yield from smtp.check_open_relay(address, spec.hostname, target.ca_file, foreign_rcpt=spec.verify.relay_probe)
     for port in (25, 587):
         yield from smtp.check_auth_before_tls(address, spec.hostname, port)
@@ -149,6 +162,11 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh) -> Iter
         yield from smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup)
     from .checks.probe import check_probe
     yield from check_probe(target, address, lookup, fresh)
+
+
+def _on(result: Result, address: str, addresses: list[str]) -> Result:
+    """A result of one of several addresses names it (one address: as it was)."""
+    return replace(result, subject=f"{result.subject} ({address})") if len(addresses) > 1 else result
 
 
 def verify(target: Target) -> Report:

@@ -13,10 +13,11 @@ finds the certificate, or asks again.
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, deploy
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
+from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 
@@ -24,6 +25,16 @@ from roles._config import config_file
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
     return ["certbot"]
+
+
+class TlsPublicKeys(FactBase):
+    """{certificate name: base64 SubjectPublicKeyInfo} of every certbot certificate's key (TLSA records)."""
+
+    def command(self) -> str:
+        return hostinfo.TLS_PUBLIC_KEYS
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return hostinfo.parse_tls_public_keys(output)
 
 
 CA_DEST = "/usr/local/share/ca-certificates/mailhost-private-ca.crt"

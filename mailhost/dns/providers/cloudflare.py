@@ -222,6 +222,9 @@ class CloudflareProvider(Provider):
         content, priority = to_content(rd)
         body: dict = {"name": change.name, "type": change.rdtype, "ttl": change.ttl, "content": content,
                       "comment": self.comment}
+        if (data := to_data(rd)) is not None:  # for these types, `content` is what the API shows, not takes
+            del body["content"]
+            body["data"] = data
         if priority is not None:
             body["priority"] = priority
         if change.rdtype in PROXIABLE:
@@ -279,6 +282,15 @@ def to_content(rd: dns.rdata.Rdata) -> tuple[str, int | None]:
     if rd.rdtype in (dns.rdatatype.CNAME, dns.rdatatype.NS, dns.rdatatype.PTR):
         return rd.target.to_text(omit_final_dot=True), None
     return rd.to_text(), None
+
+
+def to_data(rd: dns.rdata.Rdata) -> dict | None:
+    """The `data` object the API takes for the structured types mailhost writes (CAA, TLSA); None for others."""
+    if rd.rdtype == dns.rdatatype.CAA:
+        return {"flags": rd.flags, "tag": rd.tag.decode(), "value": rd.value.decode()}
+    if rd.rdtype == dns.rdatatype.TLSA:
+        return {"usage": rd.usage, "selector": rd.selector, "matching_type": rd.mtype, "certificate": rd.cert.hex()}
+    return None
 
 
 def _codes(exc: cloudflare.APIStatusError) -> set[int]:

@@ -235,3 +235,41 @@ def _dnsbl(address: str, lists: list[str], lookup: Lookup) -> Result:
         return warn("reputation.dnsbl", address, f"could not tell: {'; '.join(unclear)}",
                     "query the lists through the resolver the host itself uses")
     return ok("reputation.dnsbl", address, f"not listed on {', '.join(lists)}")
+
+
+def check_vrfy_expn(address: str, hostname: str, timeout: float = 10.0) -> list[Result]:
+    """VRFY and EXPN would tell a stranger which addresses exist, and where a list goes (address harvesting):
+    both refused ("smtp.vrfy")."""
+    subject = f"{hostname}:25"
+    try:
+        with _smtp(address, hostname, 25, Mode.SMTP_STARTTLS, False, timeout) as session:
+            replies = {verb: session.command(f"{verb} postmaster", verb) for verb in ("VRFY", "EXPN")}
+    except SessionFailure as failure:
+        return [failure.result("smtp.vrfy", subject)]
+    told = [f"{verb} ({reply})" for verb, reply in replies.items() if reply.code in ("250", "251")]
+    if told:
+        return [error("smtp.vrfy", subject, f"answers {' and '.join(told)} to a stranger",
+                      "Postfix: disable_vrfy_command = yes (EXPN it never offers)")]
+    return [ok("smtp.vrfy", subject, "VRFY and EXPN refused (" + "; ".join(f"{v} {r.code}" for v, r in
+                                                                        replies.items()) + ")")]
+
+
+def check_role_addresses(address: str, hostname: str, domains: Iterable[str], sender: str = PROBE_SENDER,
+                         timeout: float = 10.0) -> list[Result]:
+    """postmaster@ (RFC 5321 4.5.1) and abuse@ (RFC 2142) of every domain take mail from a stranger: where
+    other servers send bounces and complaints ("smtp.role-addresses", one per domain). RCPT only, no DATA."""
+    results = []
+    try:
+        with _smtp(address, hostname, 25, Mode.SMTP_STARTTLS, True, timeout) as session:
+            for domain in domains:
+                refused = []
+                for local in ("postmaster", "abuse"):
+                    stopped, reply = _envelope(session, sender, f"{local}@{domain}")
+                    if stopped != "accepted":
+                        refused.append(f"{local}@ ({stopped}: {reply})")
+                results.append(error("smtp.role-addresses", domain, "refused: " + "; ".join(refused),
+                                     "route them to a mailbox (an alias; mailhost adds one where the spec has none)")
+                               if refused else ok("smtp.role-addresses", domain, "postmaster@ and abuse@ take mail"))
+    except SessionFailure as failure:
+        results.append(failure.result("smtp.role-addresses", hostname))
+    return results
