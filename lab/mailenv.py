@@ -69,7 +69,7 @@ def make_mail_env(lab: Lab, host: TestHost, directory: Path, *, domains: int = 2
         "mailboxes": boxes,
         "aliases": [{"source": f"postmaster@{names[0]}", "destinations": [boxes[0]["address"]]}],
         "tls": {"acme_directory": lab.acme.directory_url, "ca_bundle": str(lab.ca_bundle),
-                "contact": f"postmaster@{names[0]}"},
+                "contact": f"postmaster@{names[0]}", "caa_issuer": "pebble.test"},
         "features": {"dnsbl": [f"dnsbl.{lab.cfg.parent_zone.rstrip('.')}"]},
         "dns": {"provider": {"kind": "rfc2136", "server": str(lab.cfg.nameserver),
                              "tsig_key_file": str(lab.dns.tsig_file)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import shutil
 import sys
 import urllib.request
 from pathlib import Path
@@ -100,9 +101,15 @@ class Receiver:
     def spool_dir(self) -> Path:
         return self.dir / "spool"
 
+    @property
+    def cert_file(self) -> Path:
+        """The certificate it serves on 25 (for tests that publish TLSA records of it)."""
+        return self.dir / "receiver.pem"
+
     def start(self, lab_ca: Path) -> procs.Daemon:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         cert, key = pki.issue(lab_ca.parent, "receiver", [self.hostname], [self.cfg.receiver])
+        shutil.copyfile(cert, self.cert_file)
         daemon = procs.spawn(
             "receiver",
             [sys.executable, "-m", "lab.receiver", "--listen", self.cfg.receiver,

@@ -60,7 +60,9 @@ def _split_record(line: str) -> tuple:
         rest.pop(0)
     if not rest or rest[0].upper() not in ("DS", "DNSKEY"):
         raise ValueError(f"not a DS or DNSKEY record: {line!r}")
-    return name, ttl, "IN", rest[0], " ".join(rest[1:])
+    # A name without the final dot is relative to the root (zone-file syntax without $ORIGIN, as root hints are
+    # read), not left relative: a relative anchor zone is under no name, so nothing would ever validate from it.
+    return dns.name.from_text(name, origin=dns.name.root), ttl, "IN", rest[0], " ".join(rest[1:])
 
 
 # The root zone's key-signing keys (KSK-2017, KSK-2024), as IANA publishes them.

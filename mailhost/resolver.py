@@ -40,7 +40,9 @@ def anchor_zone(text: str) -> str:
 def root_hints_lines(text: str) -> list[str]:
     """The root's NS records and their servers' A/AAAA -> zone-file lines (unbound's `root-hints`)."""
     try:
-        rrsets = dns.zonefile.read_rrsets(text, origin=dns.name.root, relativize=False, default_ttl=HINTS_TTL)
+        # rdclass=None: a class may be written (IN only), as `dig` prints it and zone-file syntax allows.
+        rrsets = dns.zonefile.read_rrsets(text, rdclass=None, origin=dns.name.root, relativize=False,
+                                          default_ttl=HINTS_TTL)
     except dns.exception.DNSException as exc:
         raise ValueError(f"not root hints in zone-file syntax ({exc})") from None
     servers = {rd.target for rrset in rrsets if rrset.rdtype == dns.rdatatype.NS for rd in rrset}

@@ -4,6 +4,7 @@ each Debian release mailhost supports."""
 from __future__ import annotations
 
 import base64
+import json
 import smtplib
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import uuid
 
 import dkim
 import dns.flags
+import dns.name
+import dns.rdatatype
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +24,10 @@ from mailclient import imap_fetch, message, send_inbound, tls_context
 from lab.config import RELEASES
 from lab.deploys import REPO, run_deploy
 from lab.mailenv import make_mail_env
+from cryptography import x509
+from mailhost.dns.records import tlsa_value
 from mailhost.spec import SpecError, parse_spec
+from mailhost.verify.checks.dane import spki
 from roles._config import render, template_path
 from roles.certbot import live_dir
 from roles.postfix import MAPS
@@ -98,6 +104,58 @@ def test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signa
     assert b"DKIM-Signature" in got.raw
     assert dkim.verify(got.raw, dnsfunc=dns_as_published)
     assert published == [f"v=DKIM1; k=rsa; p={public}".encode()], "the DNS key is not the host's key"
+
+
+def _submit(lab, mail, subject: str, to: str = "bob@remote.test") -> None:
+    sender = mail.mailboxes[0]
+    with smtplib.SMTP(mail.hostname, 587, timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        smtp.login(sender, mail.passwords[sender])
+        smtp.send_message(message(sender, to, subject))
+
+
+def _publish_receiver_tlsa(lab, mail, value: str | None) -> None:
+    """Set (None: remove) the TLSA record of the lab receiver's port 25; wait until its zone serves it, and
+    empty the host's resolver cache of that zone so Postfix sees it at once."""
+    name = dns.name.from_text(f"_25._tcp.{lab.receiver.hostname}.")
+    lab.dns.update(lab.receiver.domain, lambda u: u.replace(name, 60, "TLSA", value) if value else u.delete(name))
+
+    def served() -> bool:
+        found = {rd.to_text() for rrset in lab.dns.query_auth(name.to_text(), "TLSA").answer
+                 if rrset.rdtype == dns.rdatatype.TLSA for rd in rrset}
+        return found == ({value} if value else set())
+    deadline = time.monotonic() + 10
+    while not served():
+        assert time.monotonic() < deadline, f"{name} TLSA {value} not served"
+        time.sleep(0.1)
+    mail.host.ssh(f"unbound-control flush_zone {lab.receiver.domain} >/dev/null")
+
+
+def test_outbound_dane_a_matching_tlsa_is_verified_and_a_wrong_one_holds_the_mail(lab, mail):
+    """Postfix sends with DANE: to a receiver whose TLSA records (DNSSEC-validated by the host's resolver)
+    match nothing it serves, mail waits in the queue, never sent in clear; once they match, it goes out over
+    TLS that Postfix logs as verified."""
+    receiver_key = x509.load_pem_x509_certificate(lab.receiver.cert_file.read_bytes())
+    right = tlsa_value(spki(receiver_key))
+    subject = f"dane {uuid.uuid4().hex}"
+    try:
+        _publish_receiver_tlsa(lab, mail, "3 1 1 " + "ab" * 32)
+        _submit(lab, mail, subject)
+        deadline, reason = time.monotonic() + 60, ""
+        while "not verified" not in reason.lower():
+            assert time.monotonic() < deadline, f"not deferred for its certificate: {reason!r}"
+            time.sleep(1)
+            queue = [json.loads(line) for line in mail.host.ssh("postqueue -j").stdout.splitlines() if line]
+            reason = " ".join(r.get("delay_reason", "") for q in queue for r in q["recipients"])
+        assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
+        _publish_receiver_tlsa(lab, mail, right)
+        mail.host.ssh("postqueue -f")
+        got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
+        assert got.tls
+        log = mail.host.ssh("journalctl --no-pager -q SYSLOG_IDENTIFIER=postfix/smtp").stdout
+        assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-2000:]
+    finally:
+        _publish_receiver_tlsa(lab, mail, None)
 
 
 def test_no_open_relay_and_no_auth_before_tls(lab, mail):

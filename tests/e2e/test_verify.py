@@ -9,6 +9,7 @@ import uuid
 
 import dns.name
 import pytest
+import yaml
 
 from lab.deploys import run_deploy
 from lab.mailenv import make_mail_env
@@ -48,6 +49,29 @@ def restore(site) -> None:
     run_deploy([site.host], {"spec": str(site.spec_path)}).check()
 
 
+def test_a_resolver_that_cannot_validate_is_never_switched_to(lab, site):
+    """A host whose unbound cannot validate (here: a trust anchor that is not the lab's key) stays on the
+    resolver it had: the deploy fails at the switch, and the host still resolves names."""
+    site.host.ssh("printf 'nameserver %s\\n' " + lab.cfg.gateway + " > /etc/resolv.conf && "
+                  "rm /var/lib/mailhost/staged/etc/resolv.conf")  # as before the first switch
+    spec = yaml.safe_load(site.spec_path.read_text())
+    beside = site.spec_path.parent  # the spec's relative paths (password files) stay valid
+    (beside / "wrong-anchor.txt").write_text("test. IN DS 4242 13 2 " + "5A" * 32 + "\n")
+    spec["verify"]["trust_anchor"] = spec["resolver"]["trust_anchor"]  # verify itself still trusts the lab
+    spec["resolver"]["trust_anchor"] = "wrong-anchor.txt"
+    broken = beside / "wrong-anchor-spec.yaml"
+    broken.write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        result = run_deploy([site.host], {"spec": str(broken)})
+        assert result.returncode != 0, result.output[-3000:]
+        assert "unbound does not answer with validated data" in result.output
+        assert site.host.ssh("cat /etc/resolv.conf").stdout.strip() == f"nameserver {lab.cfg.gateway}"
+        assert site.host.address in site.host.ssh(f"getent ahosts {site.hostname}").stdout.split()
+    finally:
+        restore(site)
+    assert "127.0.0.1" in site.host.ssh("cat /etc/resolv.conf").stdout
+
+
 def test_deploy_ends_with_an_all_green_report_and_verify_is_stable(site):
     assert "--> Verify " in site.first_run.output and " 0 errors" in site.first_run.output
     first, second = verify(site.target()), verify(site.target())
@@ -56,9 +80,14 @@ def test_deploy_ends_with_an_all_green_report_and_verify_is_stable(site):
     assert {"dns.mx", "dns.address", "dns.spf", "dns.dkim", "dns.dmarc", "dnssec.chain", "dnssec.ds",
             "reverse.ptr", "tls.certificate", "tls.versions", "smtp.relay", "smtp.auth-before-tls",
             "smtp.submission-auth", "mail.dkim", "mail.spf", "mail.dmarc", "reputation.dnsbl", "host.services",
-            "host.firewall", "host.fail2ban", "host.keys", "host.renewal"} <= checks
-    tls_ports = {r.subject.rsplit(":", 1)[1] for r in first.results if r.check == "tls.certificate"}
+            "host.firewall", "host.fail2ban", "host.keys", "host.renewal", "host.resolver", "dane.tlsa",
+            "dns.tlsa", "dns.caa", "dns.tlsrpt", "smtp.vrfy", "smtp.role-addresses"} <= checks
+    tls_ports = {r.subject.split(" ")[0].rsplit(":", 1)[1] for r in first.results if r.check == "tls.certificate"}
     assert tls_ports == {"25", "465", "587", "143", "993", "995", "4190"}
+    # Every address of the host (IPv4 and IPv6) is checked, as a sender may pick either.
+    for address in (site.host.address, site.host.address6):
+        assert {r.subject for r in first.results if r.check in ("tls.certificate", "dane.tlsa")
+                and f"({address})" in r.subject}, f"{address} not checked"
     assert first.to_json() == second.to_json()  # read-only and deterministic
     assert first.text(color=False) == second.text(color=False)
 
@@ -87,6 +116,13 @@ DNS_FAULTS = {
                              {"dns.spf", "mail.spf"}, {"dns.spf", "dns.spf-record", "mail.spf"}),
     "missing DMARC": (lambda d: lambda u: u.delete(name(f"_dmarc.{d}"), "TXT"),
                       {"dns.dmarc", "mail.dmarc"}, {"dns.dmarc", "dns.dmarc-record", "mail.dmarc"}),
+    # DANE senders would hold our mail: the record no longer matches the certificate served on 25.
+    "wrong TLSA": (lambda d: lambda u: u.replace(name(f"_25._tcp.mail.{d}"), 3600, "TLSA", "3 1 1 " + "ab" * 32),
+                   {"dns.tlsa", "dane.tlsa"}, set()),
+    "CAA for another CA": (lambda d: lambda u: u.replace(name(f"mail.{d}"), 3600, "CAA", '0 issue "other-ca.example"'),
+                           {"dns.caa"}, set()),
+    "missing TLS-RPT": (lambda d: lambda u: u.delete(name(f"_smtp._tls.{d}"), "TXT"),
+                        {"dns.tlsrpt"}, {"dns.txt"}),
 }
 
 
@@ -96,7 +132,7 @@ def test_a_broken_record_fails_its_checks_only(lab, site, fault):
     zone_change(lab, site, change(site.domains[0]))
     try:
         report = verify(site.target())
-        assert must <= failed(report) <= may, report.text(color=False)
+        assert must <= failed(report) <= must | may, report.text(color=False)
     finally:
         restore(site)
         settle()
@@ -179,7 +215,13 @@ HOST_FAULTS = {
     "wrong-name certificate": (
         "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=wrong.example -keyout /root/k.pem "
         "-out /root/c.pem 2>/dev/null && postconf -e 'smtpd_tls_chain_files = /root/k.pem, /root/c.pem' "
-        "&& postfix reload", {"tls.certificate"}, {"mail.probe"}),
+        "&& postfix reload", {"tls.certificate", "dane.tlsa"}, {"mail.probe"}),
+    "VRFY allowed": ("postconf -e disable_vrfy_command=no && postfix reload", {"smtp.vrfy"}, set()),
+    # The host's resolver stops validating (what a bad edit does), or the host stops using it (what a DHCP
+    # client or systemd-resolved rewriting resolv.conf does): either way Postfix's DANE has nothing to stand on.
+    "resolver not validating": ("sed -i 's/^    harden-glue: yes/    val-permissive-mode: yes/' "
+                                "/etc/unbound/unbound.conf && systemctl restart unbound", {"host.resolver"}, set()),
+    "resolv.conf rewritten": ("printf 'nameserver 198.18.0.1\\n' > /etc/resolv.conf", {"host.resolver"}, set()),
     # OpenDKIM refuses a readable key and its milter then defers submitted mail: the probe cannot be sent.
     "DKIM key file mode": ("chmod 644 /etc/opendkim/keys/*/*.private", {"host.keys"}, {"mail.dkim", "mail.probe"}),
 }

@@ -5,10 +5,12 @@ and lost answers without duplicating records."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 import traceback
 from pathlib import Path
 
+import cloudflare
 import dns.dnssec
 import httpx
 import pytest
@@ -17,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailhost.dns.providers import DnsError, ZoneNotFound, make_provider
 from mailhost.dns.providers.base import Requests
+from mailhost.dns.providers.cloudflare import _codes
 from mailhost.dns.plan import Change
 from mailhost.dns.records import HostFacts, RecordSet, rdata, txt
 from mailhost.dns.signing import normal_ds
@@ -41,7 +44,7 @@ def spki() -> str:
 
 @pytest.fixture(scope="module")
 def keys() -> dict[str, str]:
-    return {"mail": spki(), "old": spki()}
+    return {"mail": spki(), "old": spki(), "tls": spki()}
 
 
 @pytest.fixture
@@ -68,7 +71,13 @@ def spec(fake, monkeypatch):
 
 
 def facts(keys: dict[str, str], selectors=("mail",)) -> HostFacts:
-    return HostFacts(addresses=ADDRESSES, dkim_keys={("example.org", s): keys[s] for s in selectors})
+    return HostFacts(addresses=ADDRESSES, dkim_keys={("example.org", s): keys[s] for s in selectors},
+                     tls_keys={"mail.example.org": keys["tls"]})
+
+
+def tlsa(key: str) -> str:
+    """The TLSA 3 1 1 value of a base64 SubjectPublicKeyInfo, as Cloudflare shows it (lower-case hex)."""
+    return "3 1 1 " + hashlib.sha256(base64.b64decode(key)).hexdigest()
 
 
 def run(spec, host_facts: HostFacts):
@@ -93,7 +102,10 @@ def expected(keys: dict[str, str], selectors=("mail",)) -> list[tuple[str, str, 
         ("mail.example.org", "AAAA", ADDRESSES[1]),
         ("example.org", "MX", "10 mail.example.org"),
         ("example.org", "TXT", "v=spf1 mx -all"),
-        ("_dmarc.example.org", "TXT", "v=DMARC1; p=quarantine; rua=mailto:alice@example.org"),
+        ("_dmarc.example.org", "TXT", "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org"),
+        ("_smtp._tls.example.org", "TXT", "v=TLSRPTv1; rua=mailto:postmaster@example.org"),
+        ("_25._tcp.mail.example.org", "TLSA", tlsa(keys["tls"])),
+        ("mail.example.org", "CAA", '0 issue "letsencrypt.org"'),
     ] + [(f"{s}._domainkey.example.org", "TXT", f"v=DKIM1; k=rsa; p={keys[s]}") for s in selectors])
 
 
@@ -125,7 +137,7 @@ def test_values_cloudflare_spells_differently_read_as_the_same(fake, spec, keys)
     key = keys["mail"]
     fake.add_record("example.org", "MX", "example.org", "mail.example.org", 3600, priority=10, comment=COMMENT)
     fake.add_record("example.org", "TXT", "mail._domainkey", f"v=DKIM1; k=rsa; p={key}", 3600, comment=COMMENT)
-    fake.add_record("example.org", "TXT", "_dmarc", '"v=DMARC1; p=quaran" "tine; rua=mailto:alice@example.org"',
+    fake.add_record("example.org", "TXT", "_dmarc", '"v=DMARC1; p=quaran" "tine; rua=mailto:postmaster@example.org"',
                     3600, comment=COMMENT)
     provider = make_provider(spec().dns.provider, OWNER)
     mx = next(r for r in provider.records(provider.zone("example.org")) if r.rdtype == "MX")
@@ -133,8 +145,9 @@ def test_values_cloudflare_spells_differently_read_as_the_same(fake, spec, keys)
 
     provider, states = run(spec(), facts(keys))
     created = sorted((c.action, c.name, c.rdtype) for c in states[0].plan.changes)
-    assert created == [("create", "example.org", "TXT"), ("create", "mail.example.org", "A"),
-                       ("create", "mail.example.org", "AAAA")]
+    assert created == [("create", "_25._tcp.mail.example.org", "TLSA"), ("create", "_smtp._tls.example.org", "TXT"),
+                       ("create", "example.org", "TXT"), ("create", "mail.example.org", "A"),
+                       ("create", "mail.example.org", "AAAA"), ("create", "mail.example.org", "CAA")]
     assert published(fake) == expected(keys)
 
 
@@ -207,12 +220,14 @@ def test_many_zones_are_worked_on_in_parallel_one_batch_each(fake, spec, keys):
     for name in others:
         fake.add_zone(name)
     the_spec = spec(domains=("example.org", *others))
-    many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"] for d in ("example.org", *others)})
+    many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"] for d in ("example.org", *others)},
+                     tls_keys={"mail.example.org": keys["tls"]})
     provider, states = run(the_spec, many)
     assert [s.zone.name for s in states] == ["example.org", *others]
     assert fake.requests[BATCH] == 13 and provider.requests == Requests(reads=2 * 13, writes=13)
     for name in others:
-        assert sorted(r["type"] for r in fake.records(name)) == ["MX", "TXT", "TXT", "TXT"]  # SPF, DMARC, DKIM
+        # SPF, DMARC, DKIM, TLS-RPT (the host name's TLSA and CAA are in example.org)
+        assert sorted(r["type"] for r in fake.records(name)) == ["MX", "TXT", "TXT", "TXT", "TXT"]
     provider, states = run(the_spec, many)
     assert provider.requests == Requests(reads=2 * 13, writes=0)
 
@@ -226,13 +241,65 @@ def test_a_zone_that_keeps_failing_does_not_stop_the_others(fake, spec, keys):
         fake.inject("500", method="POST", path_contains=f"{broken}/dns_records/batch")
     the_spec = spec(domains=("example.org", "broken.example", "fine.example"))
     many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"]
-                                                     for d in ("example.org", "broken.example", "fine.example")})
+                                                     for d in ("example.org", "broken.example", "fine.example")},
+                     tls_keys={"mail.example.org": keys["tls"]})
     with pytest.raises(DnsError, match="zone broken.example: writes keep failing"):
         run(the_spec, many)
     assert fake.records("broken.example") == []
-    assert set(expected(keys)) <= set(published(fake)) and len(fake.records("fine.example")) == 4
+    assert set(expected(keys)) <= set(published(fake)) and len(fake.records("fine.example")) == 5
     provider, states = run(the_spec, many)
-    assert provider.requests.writes == 1 and len(fake.records("broken.example")) == 4
+    assert provider.requests.writes == 1 and len(fake.records("broken.example")) == 5
+
+
+def test_caa_and_tlsa_are_written_through_data_and_read_back_from_the_content_cloudflare_shows(fake, spec, keys):
+    """Cloudflare takes CAA and TLSA as a structured `data` object (their `content` is its read-only rendering):
+    the provider sends `data` alone, reads the content back as the same records, and a re-run writes nothing."""
+    sent = []
+    provider = make_provider(spec().dns.provider, OWNER)
+    original = provider.writer.dns.records.batch  # what the provider hands the SDK, seen on its way
+
+    def batch(**kwargs):
+        sent.extend(kwargs.get("posts", []))
+        return original(**kwargs)
+    provider.writer.dns.records.batch = batch
+    sync = DnsSync(spec(), provider)
+    sync.apply(sync.plan(facts(keys)))
+    posted = {p["type"]: p for p in sent if p["type"] in ("CAA", "TLSA")}
+    digest = tlsa(keys["tls"]).split()[-1]
+    assert posted["CAA"]["data"] == {"flags": 0, "tag": "issue", "value": "letsencrypt.org"}
+    assert posted["TLSA"]["data"] == {"usage": 3, "selector": 1, "matching_type": 1, "certificate": digest}
+    assert "content" not in posted["CAA"] and "content" not in posted["TLSA"]
+
+    [caa] = fake.records("example.org", "CAA")
+    assert (caa["name"], caa["content"], caa["data"], caa["comment"]) == (
+        "mail.example.org", '0 issue "letsencrypt.org"', posted["CAA"]["data"], COMMENT)
+    [record] = fake.records("example.org", "TLSA")
+    assert (record["name"], record["content"], record["data"], record["comment"]) == (
+        "_25._tcp.mail.example.org", f"3 1 1 {digest}", posted["TLSA"]["data"], COMMENT)
+
+    read = {(r.name, r.rdtype): r for r in provider.records(provider.zone("example.org"))}
+    assert read["mail.example.org", "CAA"].rdata == rdata("CAA", '0 issue "letsencrypt.org"')
+    assert read["_25._tcp.mail.example.org", "TLSA"].rdata == rdata("TLSA", tlsa(keys["tls"]))
+    assert read["mail.example.org", "CAA"].owner == read["_25._tcp.mail.example.org", "TLSA"].owner == OWNER
+
+    writes = fake.writes
+    again, states = run(spec(), facts(keys))
+    assert states[0].plan.changes == [] and again.requests == Requests(reads=2, writes=0) and fake.writes == writes
+
+
+@pytest.mark.parametrize("rtype,content", [("CAA", '0 issue "letsencrypt.org"'),
+                                           ("TLSA", "3 1 1 " + "ab" * 32)])
+def test_the_fake_refuses_caa_and_tlsa_given_as_content_only(fake, rtype, content):
+    """As Cloudflare does: for these types `content` is read-only, the value goes in `data` (error 9101)."""
+    client = cloudflare.Cloudflare(api_token=fake.token, base_url=fake.url, max_retries=0)
+    zone_id = fake.zone("example.org").id
+    post = {"type": rtype, "name": "mail.example.org", "ttl": 3600, "content": content, "comment": COMMENT}
+    with pytest.raises(cloudflare.BadRequestError) as caught:
+        client.dns.records.batch(zone_id=zone_id, posts=[post])
+    assert 9101 in _codes(caught.value) and fake.records("example.org") == []
+    with pytest.raises(cloudflare.BadRequestError) as caught:  # the single-record endpoint too
+        client.dns.records.create(zone_id=zone_id, **post)
+    assert 9101 in _codes(caught.value) and fake.records("example.org") == []
 
 
 # -- failures ---------------------------------------------------------------------------------------
@@ -254,7 +321,7 @@ def test_uncertain_writes_are_reread_not_replayed(fake, spec, keys, fault, batch
     assert published(fake) == expected(keys)  # exact list: nothing duplicated
     assert fake.requests[BATCH] == batches
     assert provider.requests == Requests(reads=3, writes=batches)  # zone, records, records again
-    assert len(states[0].plan.changes) == (0 if batches == 1 else 6)  # the re-plan after the uncertain write
+    assert len(states[0].plan.changes) == (0 if batches == 1 else 9)  # the re-plan after the uncertain write
 
 
 def test_identical_record_written_meanwhile_is_reread(fake, spec, keys):

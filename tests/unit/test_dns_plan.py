@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mailhost.dns.plan import Record, TtlRules, diff
 from mailhost.dns.providers.base import assign_owners, marker_name, marker_rdata
@@ -18,13 +19,13 @@ HASH = "{SHA512-CRYPT}$6$x$y"
 OWNER = "mail-example-org"
 
 
-def spec(**dns):
+def spec(tls=None, **dns):
     data = {"hostname": "mail.example.org",
             "domains": [{"name": "example.org"}, {"name": "example.net"}],
             "mailboxes": [{"address": "alice@example.org", "password_hash": HASH},
                           {"address": "bob@example.net", "password_hash": HASH}],
             "dns": {"zones": ["example.org", "example.net"], **dns}}
-    return parse_spec(data)
+    return parse_spec({**data, "tls": tls} if tls is not None else data)
 
 
 def key(bits: int = 2048) -> str:
@@ -33,7 +34,8 @@ def key(bits: int = 2048) -> str:
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
 
 
-FACTS = HostFacts(("192.0.2.10", "2001:db8::10"), {("example.org", "mail"): key(), ("example.net", "mail"): key()})
+FACTS = HostFacts(("192.0.2.10", "2001:db8::10"), {("example.org", "mail"): key(), ("example.net", "mail"): key()},
+                  {"mail.example.org": key()})
 
 
 def wanted(s=None, facts=FACTS, zone="example.org"):
@@ -62,9 +64,11 @@ def test_desired_records_of_a_domain():
     assert {str(v) for v in got["mail.example.org", "A"].rdatas} == {"192.0.2.10"}
     assert {str(v) for v in got["example.net", "MX"].rdatas} == {"10 mail.example.org."}
     assert got["example.org", "TXT"].claim == "v=spf1"
-    # DMARC reports go to a mailbox of ours; a report address in another of our domains is authorised there.
+    # DMARC reports go to postmaster@ the domain (always routed to a mailbox: Spec.role_aliases), so no other
+    # domain has to authorise them; a report address in another of our domains is authorised there.
     (dmarc_net,) = got["_dmarc.example.net", "TXT"].rdatas
-    assert txt_value(dmarc_net) == "v=DMARC1; p=quarantine; rua=mailto:bob@example.net"
+    assert txt_value(dmarc_net) == "v=DMARC1; p=quarantine; rua=mailto:postmaster@example.net"
+    assert not [name for name, _ in got if "._report._dmarc." in name]
     s = spec(dmarc={"policy": "reject", "subdomain_policy": "none", "rua": ["alice@example.org"]})
     got = {(d.name, d.rdtype): d for d in desired_records(s, FACTS)}
     (value,) = got["_dmarc.example.net", "TXT"].rdatas
@@ -78,7 +82,8 @@ def test_unknown_host_values_are_pending_not_guessed():
                 OWNER)
     pending = {(p.desired.name, p.desired.rdtype): p.exists for p in plan.pending}
     assert pending == {("mail.example.org", "A"): False, ("mail.example.org", "AAAA"): False,
-                       ("mail._domainkey.example.org", "TXT"): True, ("example.org", "MX"): False}
+                       ("mail._domainkey.example.org", "TXT"): True, ("example.org", "MX"): False,
+                       ("_25._tcp.mail.example.org", "TLSA"): False}
     assert not [c for c in plan.changes if c.name == "mail._domainkey.example.org"], "kept until known"
     assert "known after apply" in "\n".join(plan.lines())
     assert "MX: waits for mail.example.org A or mail.example.org AAAA" in "\n".join(plan.lines())
@@ -102,6 +107,8 @@ def test_creates_updates_deletes_only_what_is_ours():
     by = {(c.action, c.name, c.rdtype): c for c in plan.changes}
     assert set(by) == {("create", "mail.example.org", "AAAA"), ("create", "example.org", "MX"),
                        ("create", "example.org", "TXT"), ("create", "mail._domainkey.example.org", "TXT"),
+                       ("create", "_25._tcp.mail.example.org", "TLSA"), ("create", "mail.example.org", "CAA"),
+                       ("create", "_smtp._tls.example.org", "TXT"),
                        ("update", "_dmarc.example.org", "TXT"), ("update", "mail.example.org", "A"),
                        ("delete", "old._domainkey.example.org", "TXT")}
     spf = by["create", "example.org", "TXT"]
@@ -121,7 +128,7 @@ def test_foreign_records_at_our_names_are_conflicts_until_adopted():
     assert reasons[("example.org", "MX")] == "was not made by mailhost"
     assert reasons[("example.org", "TXT")] == "was not made by mailhost"
     assert reasons[("_dmarc.example.org", "TXT")] == "belongs to mail host 'mail-other-host'"
-    assert "CNAME" in reasons[("mail.example.org", "A")]
+    assert "CNAME" in reasons[("mail.example.org", "A")] and "CNAME" in reasons[("mail.example.org", "CAA")]
     assert not [c for c in plan.changes if (c.name, c.rdtype) in reasons]
     assert "add 'example.org MX' to dns.adopt" in "\n".join(plan.lines())
 
@@ -129,7 +136,8 @@ def test_foreign_records_at_our_names_are_conflicts_until_adopted():
     mx = [c for c in adopted.changes if c.rdtype == "MX"][0]
     assert mx.action == "update" and mx.adopt and [str(r.rdata) for r in mx.before] == ["5 old-mx.example.com."]
     assert {(c.desired.name, c.desired.rdtype) for c in adopted.conflicts} == {
-        ("_dmarc.example.org", "TXT"), ("mail.example.org", "A"), ("mail.example.org", "AAAA")}
+        ("_dmarc.example.org", "TXT"), ("mail.example.org", "A"), ("mail.example.org", "AAAA"),
+        ("mail.example.org", "CAA")}
 
 
 def test_a_plan_rewriting_much_of_a_big_zone_is_refused():
@@ -159,7 +167,8 @@ def test_ownership_markers_cover_exactly_what_they_claim():
 def test_plan_as_json_for_ci():
     plan = diff("example.org", wanted(), [], OWNER)
     data = json.loads(json.dumps(plan.to_json()))
-    assert data["zone"] == "example.org" and len(data["changes"]) == 6
+    # A, AAAA, MX, SPF, DKIM, DMARC, TLSA, CAA, TLS-RPT
+    assert data["zone"] == "example.org" and len(data["changes"]) == 9
     (dkim,) = [c for c in data["changes"] if c["name"] == "mail._domainkey.example.org"]
     assert dkim["action"] == "create" and dkim["after"][0].startswith('"v=DKIM1; k=rsa; p=MII')
 
@@ -215,3 +224,68 @@ def test_a_cap_is_still_recognised_beside_a_set_shared_at_others_ttl():
     records = published(300, exclude={spf}) + [theirs, Record("example.org", "TXT", 60, txt("v=spf1 mx -all"), OWNER)]
     plan = diff("example.org", wanted(), records, OWNER)
     assert plan.changes == [] and "ttl 3600 stored as 300 by the server (its maximum): planned as 300" in plan.notes
+
+
+# -- the host name's TLSA and CAA, each domain's TLS-RPT ---------------------------------------------------
+def by_key(s, facts=FACTS) -> dict:
+    return {(d.name, d.rdtype): d for d in desired_records(s, facts)}
+
+
+def test_tlsa_is_3_1_1_the_sha256_of_the_certificate_keys_spki():
+    private = ec.generate_private_key(ec.SECP256R1())
+    der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    facts = HostFacts(FACTS.addresses, FACTS.dkim_keys, {"mail.example.org": base64.b64encode(der).decode()})
+    tlsa = by_key(spec(), facts)["_25._tcp.mail.example.org", "TLSA"]
+    (value,) = tlsa.rdatas
+    assert value == rdata("TLSA", "3 1 1 " + hashlib.sha256(der).hexdigest())
+    assert (value.usage, value.selector, value.mtype, value.cert) == (3, 1, 1, hashlib.sha256(der).digest())
+    assert tlsa.ttl == 3600
+
+
+@pytest.mark.parametrize("tls_keys", [None, {}, {"other.example.org": key()}], ids=["not read", "none", "another"])
+def test_tlsa_without_the_host_names_key_is_pending(tls_keys):
+    got = by_key(spec(), HostFacts(FACTS.addresses, FACTS.dkim_keys, tls_keys))
+    assert got["_25._tcp.mail.example.org", "TLSA"].rdatas is None  # known after apply, never guessed
+    assert got["mail.example.org", "CAA"].rdatas is not None  # the CAA needs nothing from the host
+
+
+def test_no_tlsa_or_caa_for_a_host_name_outside_the_zones():
+    s = parse_spec({"hostname": "mx.hosting.example", "domains": [{"name": "example.org"}],
+                    "mailboxes": [{"address": "alice@example.org", "password_hash": HASH}],
+                    "dns": {"zones": ["example.org"]}})
+    got = by_key(s, HostFacts(FACTS.addresses, FACTS.dkim_keys, {"mx.hosting.example": key()}))
+    assert not [k for k in got if k[1] in ("TLSA", "CAA")]
+    assert ("_smtp._tls.example.org", "TXT") in got  # a domain's records do not depend on the host name's zone
+
+
+@pytest.mark.parametrize("tls,issuer", [
+    ({}, "letsencrypt.org"),
+    ({"acme_directory": "https://acme-staging-v02.api.letsencrypt.org/directory"}, "letsencrypt.org"),
+    ({"acme_directory": "https://acme.example.net/directory"}, None),
+    ({"acme_directory": "https://acme.example.net/directory", "caa_issuer": "ca.example.net"}, "ca.example.net"),
+    ({"caa_issuer": "pki.goog"}, "pki.goog"),
+], ids=["letsencrypt default", "letsencrypt staging", "unknown directory", "spec's issuer", "spec overrides"])
+def test_caa_names_the_acme_cas_identity(tls, issuer):
+    s = spec(tls=tls)
+    assert s.caa_issuer == issuer
+    got = by_key(s)
+    if issuer is None:
+        assert ("mail.example.org", "CAA") not in got
+    else:
+        assert got["mail.example.org", "CAA"].rdatas == frozenset([rdata("CAA", f'0 issue "{issuer}"')])
+
+
+def tlsrpt(s, domain: str) -> str:
+    (value,) = by_key(s)[f"_smtp._tls.{domain}", "TXT"].rdatas
+    return txt_value(value)
+
+
+def test_tls_reports_go_where_dmarc_reports_go_unless_the_spec_says():
+    assert tlsrpt(spec(), "example.org") == "v=TLSRPTv1; rua=mailto:postmaster@example.org"
+    assert tlsrpt(spec(), "example.net") == "v=TLSRPTv1; rua=mailto:postmaster@example.net"
+    dmarc = spec(dmarc={"rua": ["alice@example.org", "reports@example.com"]})
+    assert tlsrpt(dmarc, "example.net") == "v=TLSRPTv1; rua=mailto:alice@example.org,mailto:reports@example.com"
+    own = spec(dmarc={"rua": ["alice@example.org"]}, tls_reports=["tls@example.com", "bob@example.net"])
+    assert tlsrpt(own, "example.org") == "v=TLSRPTv1; rua=mailto:tls@example.com,mailto:bob@example.net"
+    # TLS-RPT has no report authorisation: only the DMARC address of another of our domains is authorised.
+    assert [k for k in by_key(own) if "._report." in k[0]] == [("example.net._report._dmarc.example.org", "TXT")]

@@ -43,6 +43,56 @@ def test_mailboxes_and_aliases(spec):
     assert aliases["alice@example.org"] == "alice@example.org"
 
 
+ROLE_BOXES = ("alice@example.org", "bob@example.org", "carol@example.net")
+
+
+def role_spec(aliases=(), domains=("example.org", "example.net"), mailboxes=ROLE_BOXES):
+    return parse_spec({"hostname": "mail.example.org", "domains": [{"name": d} for d in domains],
+                       "mailboxes": [{"address": a, "password_hash": HASH} for a in mailboxes],
+                       "aliases": [{"source": s, "destinations": list(d)} for s, d in aliases]})
+
+
+def test_postmaster_and_abuse_of_every_domain_go_to_its_first_mailbox():
+    """RFC 5321 4.5.1 and RFC 2142: every mail domain receives postmaster@ (and abuse@); the DMARC and TLS
+    reports go there by default."""
+    spec = role_spec()
+    assert spec.role_aliases == {
+        "postmaster@example.org": "alice@example.org", "abuse@example.org": "alice@example.org",
+        "postmaster@example.net": "carol@example.net", "abuse@example.net": "carol@example.net"}
+    assert maps.virtual_aliases(spec) == sorted(spec.role_aliases.items())  # nothing else: no alias, no catch-all
+
+
+def test_a_domain_without_mailboxes_sends_its_role_addresses_to_the_first_mailbox():
+    spec = role_spec(domains=("example.org", "example.com"), mailboxes=("bob@example.org", "alice@example.org"))
+    assert spec.role_aliases == {
+        "postmaster@example.org": "bob@example.org", "abuse@example.org": "bob@example.org",
+        "postmaster@example.com": "bob@example.org", "abuse@example.com": "bob@example.org"}
+
+
+def test_role_addresses_the_spec_routes_are_left_to_the_spec():
+    spec = role_spec(aliases=[("postmaster@example.org", ["bob@example.org"]),
+                              ("abuse@example.net", ["someone@elsewhere.example"])],
+                     mailboxes=("alice@example.org", "bob@example.org", "carol@example.net", "abuse@example.org"))
+    # postmaster@example.org: the spec's alias; abuse@example.org: a mailbox of its own; abuse@example.net: the
+    # spec's forward
+    assert spec.role_aliases == {"postmaster@example.net": "carol@example.net"}
+    aliases = maps.virtual_aliases(spec)
+    assert dict(aliases) == {"postmaster@example.org": "bob@example.org",
+                             "abuse@example.net": "someone@elsewhere.example",
+                             "postmaster@example.net": "carol@example.net"}
+    assert len(aliases) == len(dict(aliases))  # one row per address: never the spec's and ours both
+
+
+def test_a_catch_all_receives_the_role_addresses_itself():
+    spec = role_spec(aliases=[("@example.net", ["alice@example.org"])])
+    assert spec.role_aliases == {"postmaster@example.org": "alice@example.org",
+                                 "abuse@example.org": "alice@example.org"}
+    aliases = dict(maps.virtual_aliases(spec))
+    assert "postmaster@example.net" not in aliases and "abuse@example.net" not in aliases
+    assert aliases["@example.net"] == "alice@example.org"
+    assert aliases["carol@example.net"] == "carol@example.net"  # a mailbox the catch-all must not swallow
+
+
 def test_users_may_send_as_themselves_and_their_aliases_only(spec):
     logins = dict(maps.sender_logins(spec))
     assert logins["alice@example.org"] == "alice@example.org"

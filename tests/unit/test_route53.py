@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
 import os
 
@@ -82,7 +83,10 @@ def make_spec(aws: MotoRoute53, domains=("example.org",), **dns):
 
 
 def facts(key: str) -> HostFacts:
-    return HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): key for d in ("example.org", "example.net")})
+    """Every value known: the addresses, the DKIM keys and the key of the host name's certificate (here the
+    DKIM key again: any SubjectPublicKeyInfo will do)."""
+    return HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): key for d in ("example.org", "example.net")},
+                     tls_keys={"mail.example.org": key})
 
 
 def run(spec, host_facts: HostFacts):
@@ -129,10 +133,15 @@ def test_fresh_sync_publishes_everything_in_one_batch_and_a_rerun_only_reads(aws
     assert zone["mail.example.org", "A"] == ["192.0.2.25"]
     assert zone["mail.example.org", "AAAA"] == ["2001:db8::25"]
     assert zone["example.org", "TXT"] == ['"v=spf1 mx -all"']
-    assert zone["_dmarc.example.org", "TXT"] == ['"v=DMARC1; p=quarantine; rua=mailto:alice@example.org"']
+    assert zone["_dmarc.example.org", "TXT"] == ['"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.org"']
+    assert zone["_smtp._tls.example.org", "TXT"] == ['"v=TLSRPTv1; rua=mailto:postmaster@example.org"']
+    assert zone["_25._tcp.mail.example.org", "TLSA"] == ["3 1 1 " + hashlib.sha256(base64.b64decode(dkim)).hexdigest()]
+    assert zone["mail.example.org", "CAA"] == ['0 issue "letsencrypt.org"']
     assert ("mail._domainkey.example.org", "TXT") in zone
     for name, rdtype in [("example.org", "MX"), ("mail.example.org", "A"), ("mail.example.org", "AAAA"),
-                         ("mail._domainkey.example.org", "TXT"), ("_dmarc.example.org", "TXT")]:
+                         ("mail._domainkey.example.org", "TXT"), ("_dmarc.example.org", "TXT"),
+                         ("_smtp._tls.example.org", "TXT"), ("_25._tcp.mail.example.org", "TLSA"),
+                         ("mail.example.org", "CAA")]:
         assert zone[f"_mailhost.{rdtype.lower()}.{name}", "TXT"] == marker()
     assert zone["_mailhost.txt.example.org", "TXT"] == marker("v=spf1")
 
@@ -165,7 +174,7 @@ def test_every_page_is_read_and_350_foreign_sets_survive(aws, zone_id, dkim):
     assert zone["example.org", "MX"] == ["10 mail.example.org."]
 
     again, states = run(make_spec(aws), facts(dkim))
-    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 6  # NS, SOA, ours
+    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 9  # NS, SOA, ours
     assert (again.requests.reads, again.requests.writes) == (3, 0)
 
 
@@ -173,14 +182,17 @@ def test_a_foreign_value_sharing_the_apex_txt_set_is_kept_and_only_ours_removed(
     org, net = aws.create_zone("example.org"), aws.create_zone("example.net")
     seed(aws, net, ("example.net", "TXT", 300, ['"google-site-verification=abc"']))
     zones = ["example.org", "example.net"]
-    run(make_spec(aws, domains=("example.org", "example.net"), zones=zones), facts(dkim))
+    # DMARC reports of both domains go to example.org, which so authorises example.net's (RFC 7489 7.1).
+    dmarc = {"rua": ["alice@example.org"]}
+    run(make_spec(aws, domains=("example.org", "example.net"), zones=zones, dmarc=dmarc), facts(dkim))
+    assert ("example.net._report._dmarc.example.org", "TXT") in rrsets(aws, org)
     assert sorted(rrsets(aws, net)["example.net", "TXT"]) == ['"google-site-verification=abc"', '"v=spf1 mx -all"']
     ttls = {s["Name"]: s["TTL"] for s in aws.client().list_resource_record_sets(HostedZoneId=net)["ResourceRecordSets"]
             if s["Type"] == "TXT"}
     assert ttls["example.net."] == 300  # the set has one TTL: theirs is kept (it went to the spec's 3600 before)
 
     aws.seen.clear()
-    run(make_spec(aws, domains=("example.org",), zones=zones, max_change_percent=100), facts(dkim))
+    run(make_spec(aws, domains=("example.org",), zones=zones, max_change_percent=100, dmarc=dmarc), facts(dkim))
     assert change_batches(aws) == 2  # one per zone (example.org held example.net's DMARC report authorisation)
     left = rrsets(aws, net)
     assert left["example.net", "TXT"] == ['"google-site-verification=abc"']

@@ -241,6 +241,29 @@ def test_a_directory_or_device_as_a_file_field_is_refused(tmp_path):
             parse_spec(with_(tls__ca_bundle=value), base_dir=tmp_path)
 
 
+def test_unusable_resolver_files_are_refused_at_load_naming_their_field(tmp_path):
+    """The resolver's root hints and trust anchor are parsed when the spec loads, before anything changes."""
+    (tmp_path / "hints.txt").write_text(". NS a.root.test.\na.root.test. A 192.0.2.1\n"
+                                        "example.org. MX 10 mail.example.org.\n")
+    (tmp_path / "anchor.txt").write_text("this is not a trust anchor\n")
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(with_(resolver={"root_hints": "hints.txt", "trust_anchor": "anchor.txt"})))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    problems = dict(err.value.problems)
+    assert problems["resolver.root_hints"] == ("'hints.txt' is not usable: a MX record (root hints hold NS, A and "
+                                               "AAAA)")
+    assert problems["resolver.trust_anchor"] == ("'anchor.txt' is not usable: not a DS or DNSKEY record: 'this is "
+                                                 "not a trust anchor'")
+    assert "resolver.root_hints: " in str(err.value) and "resolver.trust_anchor: " in str(err.value)
+
+    (tmp_path / "hints.txt").write_text(". NS a.root.test.\na.root.test. IN A 192.0.2.1\n")
+    (tmp_path / "anchor.txt").write_text("test. IN DS 20326 8 2 "
+                                         "E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D\n")
+    spec = load_spec(path)
+    assert (spec.resolver.root_hints, spec.resolver.trust_anchor) == ("hints.txt", "anchor.txt")
+
+
 def test_error_messages_never_repeat_a_huge_value():
     with pytest.raises(SpecError) as err:
         parse_spec(with_(hostname="x" * 1_000_000, domains__0__spf="y" * 1_000_000))

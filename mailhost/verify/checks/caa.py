@@ -38,15 +38,18 @@ def check_caa(hostname: str, issuer: str | None, lookup: Lookup) -> Iterable[Res
     except (LookupTimeout, dns.exception.DNSException) as exc:
         yield timeout(CHECK, hostname, f"CAA of {hostname} ({exc})")
         return
-    if not records:
+    allowed = issuers(records)
+    # No record, or none with an `issue` property (only iodef, or issuewild, which a name without a wildcard
+    # ignores): CAA then restricts nothing (RFC 8659 3).
+    if not allowed:
+        found = f"the CAA records at {where} restrict no issuance" if records else "no CAA record"
         if issuer:
-            yield error(CHECK, hostname, f"no CAA record: any CA may issue for {hostname}",
+            yield error(CHECK, hostname, f"{found}: any CA may issue for {hostname}",
                         f"publish {hostname}. IN CAA 0 issue \"{issuer}\" (the deploy does)")
         else:
-            yield warn(CHECK, hostname, "no CAA record: any CA may issue for it",
+            yield warn(CHECK, hostname, f"{found}: any CA may issue for it",
                        "set tls.caa_issuer to your ACME CA's CAA identity")
         return
-    allowed = issuers(records)
     if issuer and issuer.lower() not in allowed:
         yield error(CHECK, hostname, f"the CAA records at {where} allow {', '.join(sorted(allowed)) or 'no CA'}, "
                                      f"not {issuer}, the spec's ACME CA: renewals will fail",
