@@ -18,7 +18,7 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, resolver, rspamd
+from roles import base, certbot, dovecot, fail2ban, firewall, nginx, opendkim, postfix, resolver, rspamd
 from stages import dns, verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
@@ -35,10 +35,12 @@ firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
 opendkim.apply(spec)
 fail2ban.apply(spec)
-certbot.ready(spec)  # Dovecot and Postfix do
-dns.publish_keys(spec, dns_pending)  # the DKIM keys and the certificate's key (TLSA)
+certbot.ready(spec)  # Dovecot and Postfix do (and a key rollover the spec asks for happens here)
+published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec))  # DKIM keys, the certificates' keys
+certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
 dovecot.apply(spec)
 postfix.apply(spec)
+nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
 rspamd.apply(spec)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
     verify.apply(spec)

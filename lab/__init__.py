@@ -110,6 +110,7 @@ class Lab:
             # (client.remote.test), both with forward-confirmed reverse DNS and covered by SPF.
             self.dns.add_zone(f"remote.{parent}",
                               f"@ MX 10 mx\nmx A {cfg.receiver}\nmx AAAA {cfg.addr6(3)}\nclient A {cfg.gateway}\n"
+                              f"mta-sts A {cfg.receiver}\n"
                               f"@ TXT \"v=spf1 ip4:{cfg.receiver} ip4:{cfg.gateway} -all\"\n")
             self.dns.add_zone(f"dnsbl.{parent}", "")
             self.dns.set_ptr(cfg.receiver, f"mx.remote.{parent}")

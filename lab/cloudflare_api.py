@@ -62,7 +62,8 @@ PROXIABLE = {"A", "AAAA", "CNAME"}
 HOST_TYPES = {"CNAME", "MX", "NS", "PTR"}  # content is a host name
 # Types set through a structured `data` object (its fields and their JSON types); of these, mailhost writes two.
 DATA_TYPES = {"CAA": {"flags": int, "tag": str, "value": str},
-              "TLSA": {"usage": int, "selector": int, "matching_type": int, "certificate": str}}
+              "TLSA": {"usage": int, "selector": int, "matching_type": int, "certificate": str},
+              "SRV": {"priority": int, "weight": int, "port": int, "target": str}}
 TYPES = {"A", "AAAA", "CAA", "CERT", "CNAME", "DNSKEY", "DS", "HTTPS", "LOC", "MX", "NAPTR", "NS", "OPENPGPKEY",
          "PTR", "SMIMEA", "SRV", "SSHFP", "SVCB", "TLSA", "TXT", "URI"}
 FAULTS = {"429", "500", "500-after", "drop", "drop-after"}
@@ -407,6 +408,8 @@ class FakeCloudflare:
         content = record.get("content")
         if rtype in DATA_TYPES:  # set through `data`; `content` is Cloudflare's rendering of it, read-only
             content = _from_data(rtype, record.get("data"))
+            if rtype == "SRV" and record.get("priority") is None:  # an SRV's priority comes from its data
+                record = {**record, "priority": record["data"]["priority"]}
         if content is None and rtype in HOST_TYPES | {"A", "AAAA", "TXT"}:
             raise invalid(9001, f"Content for {rtype} record is invalid.")
         content = "" if content is None else str(content)
@@ -464,6 +467,12 @@ def _from_data(rtype: str, data: Any) -> str:
         if not 0 <= data["flags"] <= 255 or not re.fullmatch(r"[A-Za-z0-9]+", data["tag"]) or '"' in data["value"]:
             raise invalid(9101, "Data for CAA record is invalid.")
         return f'{data["flags"]} {data["tag"]} "{data["value"]}"'
+    if rtype == "SRV":  # content: weight, port, target (the priority is a field of its own)
+        numbers = (data["weight"], data["port"], data["priority"])
+        target = data["target"].lower().rstrip(".") or "."
+        if not all(0 <= n <= 65535 for n in numbers) or not (target == "." or _HOST.match(target)):
+            raise invalid(9101, "Data for SRV record is invalid.")
+        return f"{data['weight']} {data['port']} {target}"
     numbers = (data["usage"], data["selector"], data["matching_type"])
     if not all(0 <= n <= 255 for n in numbers) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", data["certificate"]):
         raise invalid(9101, "Data for TLSA record is invalid.")

@@ -2,10 +2,11 @@
 
 It accepts every message for its domain and stores it with what a receiving MTA knows
 of the delivery: peer address, HELO name, envelope, and whether (and how) TLS was used.
-Tests read the spool through `Spool`.
+Tests read the spool through `Spool`. On 443 it serves the domain's MTA-STS policy (as
+mta-sts.remote.test) from a file a test writes (404 while there is none).
 
 Run by the lab inside its own network namespace:
-    python -m lab.receiver --listen ADDR --spool DIR --cert PEM --key PEM --domain remote.test
+    python -m lab.receiver --listen ADDR --spool DIR --cert PEM --key PEM --domain remote.test --policy FILE
 """
 
 from __future__ import annotations
@@ -96,6 +97,28 @@ def _tls_version(session) -> str | None:
     return sslobj.version() if sslobj else None
 
 
+POLICY_PATH = b"/.well-known/mta-sts.txt"
+
+
+async def serve_policy(listen: str, context: ssl.SSLContext, policy: Path) -> asyncio.AbstractServer:
+    """HTTPS on 443: the MTA-STS policy file at its well-known path, 404 for anything else."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
+            body = policy.read_bytes() if path == POLICY_PATH and policy.exists() else None
+            status = "200 OK" if body is not None else "404 Not Found"
+            body = b"not found\n" if body is None else body
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                         "Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+    return await asyncio.start_server(answer, listen, 443, ssl=context)
+
+
 def main() -> None:
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP
@@ -108,6 +131,7 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--domain", required=True)
     parser.add_argument("--hostname", required=True)
+    parser.add_argument("--policy", type=Path, required=True, help="the MTA-STS policy file served on 443")
     args = parser.parse_args()
     args.spool.mkdir(parents=True, exist_ok=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -121,8 +145,11 @@ def main() -> None:
     controller = Receiver(_Handler(args.spool, args.domain), hostname=args.listen, port=args.port)
     controller.start()
     print(f"receiver for {args.domain} on {args.listen}:{args.port}", flush=True)
+    async def serve() -> None:
+        await serve_policy(args.listen, context, args.policy)
+        await asyncio.Event().wait()
     try:
-        asyncio.run(asyncio.Event().wait())
+        asyncio.run(serve())
     finally:
         controller.stop()
 

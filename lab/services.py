@@ -102,19 +102,26 @@ class Receiver:
         return self.dir / "spool"
 
     @property
+    def policy_file(self) -> Path:
+        """The MTA-STS policy it serves as mta-sts.<domain> (tests write it; absent: 404)."""
+        return self.dir / "mta-sts.txt"
+
+    @property
     def cert_file(self) -> Path:
         """The certificate it serves on 25 (for tests that publish TLSA records of it)."""
         return self.dir / "receiver.pem"
 
     def start(self, lab_ca: Path) -> procs.Daemon:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        cert, key = pki.issue(lab_ca.parent, "receiver", [self.hostname], [self.cfg.receiver])
+        cert, key = pki.issue(lab_ca.parent, "receiver", [self.hostname, f"mta-sts.{self.domain}"],
+                              [self.cfg.receiver])
+        self.policy_file.unlink(missing_ok=True)
         shutil.copyfile(cert, self.cert_file)
         daemon = procs.spawn(
             "receiver",
             [sys.executable, "-m", "lab.receiver", "--listen", self.cfg.receiver,
              "--spool", str(self.spool_dir), "--cert", str(cert), "--key", str(key),
-             "--domain", self.domain, "--hostname", self.hostname],
+             "--domain", self.domain, "--hostname", self.hostname, "--policy", str(self.policy_file)],
             self.dir / "receiver.log", netns=self.netns, cwd=REPO)  # `lab` is a folder of the checkout
         procs.wait_until("the remote receiver to listen", lambda: _port_open(self.cfg.receiver, 25), timeout=20)
         return daemon

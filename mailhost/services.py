@@ -10,7 +10,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Service:
     port: int  # TCP
-    protocol: str  # smtp, http, imap, pop3, managesieve
+    protocol: str  # smtp, http, https, imap, pop3, managesieve
     tls: str | None  # "starttls", "implicit", or None (ACME's HTTP-01 is plain HTTP)
     purpose: str
     feature: str | None = None  # the `features` flag of the spec that turns it on; None: always on
@@ -20,6 +20,8 @@ class Service:
 SERVICES = (
     Service(25, "smtp", "starttls", "SMTP from other servers (MX)", login=False),
     Service(80, "http", None, "ACME HTTP-01 challenges (certbot)", login=False),
+    Service(443, "https", "implicit", "MTA-STS policy and mail client autoconfig (nginx)", feature="web",
+            login=False),
     Service(143, "imap", "starttls", "IMAP with STARTTLS"),
     Service(465, "smtp", "implicit", "submission over implicit TLS"),
     Service(587, "smtp", "starttls", "submission with STARTTLS"),

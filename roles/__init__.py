@@ -6,8 +6,8 @@ from mailhost.spec import Spec
 
 
 def _roles() -> tuple:
-    from . import base, certbot, dovecot, fail2ban, firewall, opendkim, postfix, resolver, rspamd
-    return base, resolver, firewall, certbot, opendkim, rspamd, postfix, dovecot, fail2ban
+    from . import base, certbot, dovecot, fail2ban, firewall, nginx, opendkim, postfix, resolver, rspamd
+    return base, resolver, firewall, certbot, opendkim, rspamd, postfix, dovecot, fail2ban, nginx
 
 
 def all_packages(spec: Spec) -> list[str]:

@@ -102,7 +102,10 @@ def publish(spec: Spec) -> bool:
     return any(s.plan.pending for s in states)
 
 
-def publish_keys(spec: Spec, pending: bool) -> None:
-    if pending:
-        records(name="DNS records of the new keys (DKIM, TLSA) are published", spec=spec,
-                force=bool(host.data.get("dns_force")), final=True)
+def publish_keys(spec: Spec, pending: bool):
+    """Publish what only the configured host can tell (new DKIM keys, the certificates' keys: TLSA), when
+    something is `pending` (or a key rollover changes the TLSA set); the operation, or None."""
+    if not pending or spec.dns.provider is None:
+        return None
+    return records(name="DNS records of the new keys (DKIM, TLSA) are published", spec=spec,
+                   force=bool(host.data.get("dns_force")), final=True)

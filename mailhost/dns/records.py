@@ -22,6 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
+from mailhost import rollover, web
 from mailhost.spec import Domain, Spec
 
 TXT_CHUNK = 255  # the most bytes one TXT character-string can hold
@@ -158,9 +159,10 @@ def tlsa_value(spki_der: bytes) -> str:
 
 def tlsa(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
     """DANE for mail to us (RFC 7672): senders that validate check the certificate on port 25 against it."""
-    key = None if facts.tls_keys is None else facts.tls_keys.get(spec.hostname)
-    yield _set(spec, f"_25._tcp.{spec.hostname}", "TLSA", None if key is None else [rdata("TLSA", tlsa_value(base64.b64decode(key)))],
-               "DANE: the key of the certificate on port 25 (made on the host)")
+    keys = [None if facts.tls_keys is None else facts.tls_keys.get(slot) for slot in rollover.slots(spec)]
+    values = None if None in keys else [rdata("TLSA", tlsa_value(base64.b64decode(key))) for key in keys]
+    yield _set(spec, f"_25._tcp.{spec.hostname}", "TLSA", values,
+               "DANE: the keys of the certificate on port 25, in use and standby (made on the host)")
 
 
 def caa(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
@@ -179,9 +181,31 @@ def tls_reporting(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[Reco
                "TLS-RPT: where senders report TLS failures")
 
 
+def mta_sts(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    """MTA-STS (RFC 8461): the policy's host name, and the record whose id tells senders the policy changed."""
+    if spec.features.mta_sts == "off":
+        return
+    yield _set(spec, f"mta-sts.{domain.name}", "CNAME", [rdata("CNAME", f"{spec.hostname}.")],
+               "MTA-STS: where the policy is served (HTTPS)")
+    yield _set(spec, f"_mta-sts.{domain.name}", "TXT", [txt(f"v=STSv1; id={web.policy_id(web.policy(spec))}")],
+               "MTA-STS: a policy exists (its id changes with it)")
+
+
+def client_autoconfig(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
+    """Where mail clients find the servers from an address alone: SRV (RFC 6186, RFC 8314) and autoconfig.<domain>."""
+    if not spec.features.autoconfig:
+        return
+    yield _set(spec, f"autoconfig.{domain.name}", "CNAME", [rdata("CNAME", f"{spec.hostname}.")],
+               "client autoconfig file (HTTPS)")
+    for label, value in web.srv_records(spec).items():
+        yield _set(spec, f"{label}.{domain.name}", "SRV", [rdata("SRV", value)],
+                   f"clients: {label.split('.')[0][1:]}" + (" not offered" if value.endswith(" .") else ""))
+
+
 HostRecords = Callable[[Spec, HostFacts], Iterable[RecordSet]]
 DomainRecords = Callable[[Spec, Domain, HostFacts], Iterable[RecordSet]]
-RECORD_KINDS: list[DomainRecords] = [mx, spf, dkim, dmarc, dmarc_report_authorization, tls_reporting]
+RECORD_KINDS: list[DomainRecords] = [mx, spf, dkim, dmarc, dmarc_report_authorization, tls_reporting, mta_sts,
+                                     client_autoconfig]
 # The host name's own records, published when the host name is in one of our zones.
 HOST_RECORD_KINDS: list[HostRecords] = [tlsa, caa]
 

@@ -78,6 +78,10 @@ class Tls(Model):
     ca_bundle: PlainText | None = doc(
         "PEM file (on the controller) of a private CA to trust for the ACME server and its certificates", None)
     contact: Annotated[str, Email()] | None = doc("ACME account contact (default: postmaster@first domain)", None)
+    key_generation: Annotated[int, Count(1)] = doc(
+        "Raise it to replace the mail certificate's key: the standby key, published in TLSA all along, takes over "
+        "once its record has been served for dns.ttl, and the slot it left gets a new key (a run that is too early "
+        "waits and says until when; the next run finishes)", 1)
     caa_issuer: Annotated[str, DomainName()] | None = doc(
         "The CA's CAA identity, published as the only one that may issue for the host name (default: known from "
         "acme_directory for Let's Encrypt, Google, ZeroSSL, Buypass and SSL.com; none published for another CA "
@@ -99,6 +103,20 @@ class Features(Model):
         "about 45 MB of memory", False)
     dnsbl: list[Annotated[str, DomainName()]] = doc(
         "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
+    mta_sts: Annotated[str, OneOf("enforce", "testing", "off")] = doc(
+        "MTA-STS (RFC 8461) for every domain: senders that support it send only over TLS with our certificate "
+        "(enforce), or only report failures (testing). The policy is served over HTTPS (nginx, 443) at "
+        "mta-sts.<domain>.", "enforce")
+    mta_sts_outbound: bool = doc(
+        "Honour receivers' MTA-STS policies when sending (Debian's postfix-mta-sts-resolver: a domain with an "
+        "enforced policy gets mail only over TLS to a matching, valid certificate; about 30 MB of memory)", True)
+    autoconfig: bool = doc(
+        "Mail client autoconfiguration: SRV records (RFC 6186, RFC 8314) and autoconfig.<domain> over HTTPS", True)
+
+    @property
+    def web(self) -> bool:
+        """Whether nginx serves anything on 443 (the MTA-STS policy, the autoconfig file)."""
+        return self.mta_sts != "off" or self.autoconfig
 
 
 class Fail2ban(Model):

@@ -23,6 +23,7 @@ from .checks import host as host_checks
 from .checks.caa import check_caa
 from .checks.dane import check_tlsa
 from .checks.dmarc import check_dmarc
+from .checks.mta_sts import check_autoconfig, check_mta_sts
 from .checks.tlsrpt import check_tlsrpt
 from .checks.lookup import LookupTimeout, answer_texts, despite_caches
 from .checks.spf import check_spf
@@ -150,6 +151,11 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) 
         for result in smtp.check_banner(each, spec.hostname):
             yield _on(result, each, addresses)
     yield from check_tlsa(spec.hostname, addresses, target.anchor, query)
+    for domain in spec.domain_names:
+        if spec.features.mta_sts != "off":
+            yield from check_mta_sts(domain, spec.hostname, spec.features.mta_sts, address, lookup, target.ca_file)
+        if spec.features.autoconfig:
+            yield from check_autoconfig(domain, spec.hostname, address, lookup, target.ca_file)
     yield from smtp.check_vrfy_expn(address, spec.hostname)
     yield from smtp.check_role_addresses(address, spec.hostname, spec.domain_names)
     yield from smtp.check_open_relay(address, spec.hostname, target.ca_file, foreign_rcpt=spec.verify.relay_probe)

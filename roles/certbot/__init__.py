@@ -1,10 +1,12 @@
-"""Certificates: certbot for the mail host name over HTTP-01, renewal timer, reload hook, key reuse.
+"""Certificates: certbot over HTTP-01 for the mail host name, and for the names nginx serves (mta-sts.<domain>,
+autoconfig.<domain>: certificates of their own, `mailhost.web`); renewal timer, reload hook, key reuse.
 
-The key is reused across renewals (`--reuse-key`) so a TLSA record of the key stays valid.
+The key is reused across renewals (`--reuse-key`) so a TLSA record of the key stays valid. A certificate the
+host lacks, or holds for other names (a domain added), is asked for again.
 A private ACME CA (such as the lab's) is trusted system-wide from `tls.ca_bundle`: before the first
 issuance, by the same background job.
 
-The first certificate is asked for in the background (`apply`): issuance is mostly waiting for the CA
+Certificates are asked for in the background (`apply`): issuance is mostly waiting for the CA
 (validation, then polling), so the roles that do not need it go on meanwhile, and `ready` waits for it
 before Dovecot and Postfix, which do. A run cut off meanwhile leaves certbot to finish; the next run
 finds the certificate, or asks again.
@@ -12,12 +14,13 @@ finds the certificate, or asks again.
 
 from __future__ import annotations
 
-from pyinfra import host
+import time
+
+from pyinfra import host, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
-from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
-from mailhost import hostinfo
+from mailhost import hostinfo, rollover, web
 from mailhost.spec import Spec
 from roles._config import config_file
 
@@ -41,56 +44,153 @@ CA_DEST = "/usr/local/share/ca-certificates/mailhost-private-ca.crt"
 
 
 def live_dir(spec: Spec) -> str:
-    return f"/etc/letsencrypt/live/{spec.hostname}"
+    """Where the services load the mail certificate from: the slot in use (`mailhost.rollover`)."""
+    return rollover.CURRENT
 
 
 STATE = "/var/lib/mailhost"
 PID, LOG = f"{STATE}/certbot.pid", f"{STATE}/certbot.log"
 
 
-def certonly_command(spec: Spec) -> StringCommand:
-    """certbot's first issuance. Every spec value is quoted by pyinfra, never formatted into the command."""
+def certonly_command(spec: Spec, name: str, domains: list[str]) -> StringCommand:
+    """certbot's issuance of one certificate. Every spec value is quoted by pyinfra, never formatted into the
+    command."""
     return StringCommand(
         "certbot", "certonly", "--standalone", "--non-interactive", "--agree-tos", "--reuse-key",
         "--server", QuoteString(spec.tls.acme_directory), "-m", QuoteString(spec.acme_contact),
-        "--cert-name", QuoteString(spec.hostname), "-d", QuoteString(spec.hostname), "--preferred-challenges",
-        "http-01")
+        "--cert-name", QuoteString(name), *(bit for domain in domains for bit in ("-d", QuoteString(domain))),
+        "--preferred-challenges", "http-01")
+
+
+def wanted_certificates(spec: Spec) -> dict[str, list[str]]:
+    """{certificate name: its names}: the mail certificate's two slots (the host name alone, each with a key of its
+    own, both in TLSA: `mailhost.rollover`) and the web names' certificates (`mailhost.web`)."""
+    return {**{slot: [spec.hostname] for slot in rollover.slots(spec)}, **web.web_certificates(spec)}
 
 
 RUNNING = f'[ -s {PID} ] && grep -qs certbot "/proc/$(cat {PID})/cmdline"'  # (a pid may be reused later)
 
 
-def request_command(spec: Spec) -> StringCommand:
-    """Start the issuance in the background (unless one still runs); its pid and output go under STATE.
-    With a private ACME CA, the system trusts it first, in the same background job (`certbot` talks to
-    the CA over HTTPS): rebuilding the trust store takes over a second that the deploy need not wait for."""
-    trust = ["sh", "-c", QuoteString('update-ca-certificates >/dev/null && exec "$@"'), "sh"] \
-        if spec.tls.ca_bundle else []
+def request_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCommand:
+    """Start the issuance of `certificates` in the background, one after the other (certbot's standalone
+    server holds port 80), unless one still runs; its pid and output go under STATE. With a private ACME CA,
+    the system trusts it first, in the same background job (`certbot` talks to the CA over HTTPS): rebuilding
+    the trust store takes over a second that the deploy need not wait for."""
+    steps = [StringCommand("update-ca-certificates", ">/dev/null")] if spec.tls.ca_bundle else []
+    steps += [certonly_command(spec, name, domains) for name, domains in certificates.items()]
+    job = StringCommand(*(bit for step in steps for bit in (step, "&&")))
     return StringCommand(
         f"mkdir -p {STATE} && if {RUNNING}; then :; else",
-        "setsid", *trust, certonly_command(spec), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
+        "setsid", "sh", "-c", QuoteString(StringCommand(job, "true")), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
 
 
-def ready_command(spec: Spec) -> StringCommand:
+def ready_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCommand:
     """Wait for the background issuance; fail with certbot's last words and a hint if it got nothing."""
-    hint = (f"ACME: could not get a certificate for {spec.hostname}: does its A/AAAA record point at this host, "
-            "and is port 80 reachable?")
+    names = ", ".join(domain for domains in certificates.values() for domain in domains)
+    hint = (f"ACME: could not get a certificate for {names}: do their A/AAAA (or CNAME) records point at this "
+            "host, and is port 80 reachable?")
+    files = [bit for name in certificates for bit in ("-s", QuoteString(f"/etc/letsencrypt/live/{name}/fullchain.pem"),
+                                                      "-a")][:-1]
     return StringCommand(
         f"timeout 900 sh -c 'while {RUNNING}; do sleep 0.2; done'; rm -f {PID};",
-        "test", "-s", QuoteString(f"{live_dir(spec)}/fullchain.pem"),
-        f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
+        "test", *files, f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
 
 
-_found: dict[str, bool] = {}
+class Certificates(FactBase):
+    """{certificate name: sorted names it covers} of every certbot certificate on the host."""
+
+    def command(self) -> str:
+        return ("for c in /etc/letsencrypt/live/*/cert.pem; do [ -f \"$c\" ] || continue; "
+                "printf '%s ' \"$(basename \"$(dirname \"$c\")\")\"; "
+                "openssl x509 -in \"$c\" -noout -ext subjectAltName | tail -n +2 | tr -d ' \\n'; echo; done")
+
+    def process(self, output: list[str]) -> dict[str, list[str]]:
+        found = {}
+        for line in output:
+            name, _, names = line.partition(" ")
+            found[name] = sorted(n[4:] for n in names.split(",") if n.startswith("DNS:"))
+        return found
+
+
+_missing: dict[str, dict[str, list[str]]] = {}
+
+
+def missing_certificates(spec: Spec) -> dict[str, list[str]]:
+    """The wanted certificates the host lacks, or holds for other names, when the run began: read once per host
+    (`apply` and `ready` both ask, and pyinfra reads a fact again on every call)."""
+    if host.name not in _missing:
+        have = host.get_fact(Certificates)
+        _missing[host.name] = {name: domains for name, domains in wanted_certificates(spec).items()
+                               if have.get(name) != sorted(domains)}
+    return _missing[host.name]
 
 
 def has_certificate(spec: Spec) -> bool:
-    """Whether the host had the certificate when the run began: read once per host (`apply` and `ready` both
-    ask, and pyinfra reads a fact again on every call)."""
-    if host.name not in _found:
-        _found[host.name] = host.get_fact(File, path=f"{live_dir(spec)}/fullchain.pem") is not None
-    return _found[host.name]
+    """Whether the host had the mail certificate when the run began."""
+    return spec.hostname not in missing_certificates(spec)
 
+
+class HostTlsState(FactBase):
+    """The slot in use, the key generation applied, when the standby key was published (`mailhost.rollover`)."""
+
+    def command(self) -> str:
+        return rollover.HOST_TLS_COMMAND
+
+    def process(self, output: list[str]) -> rollover.HostTls:
+        return rollover.HostTls.parse(output)
+
+
+_tls: dict[str, tuple[rollover.HostTls, dict[str, str], rollover.Decision]] = {}
+
+
+def host_tls(spec: Spec) -> tuple[rollover.HostTls, dict[str, str], rollover.Decision]:
+    """The host's key state and keys as the run found them, and whether this run switches keys: read and decided
+    once per host (`ready` and `mark_published` both ask)."""
+    if host.name not in _tls:
+        state, keys = host.get_fact(HostTlsState), host.get_fact(TlsPublicKeys)
+        decision = rollover.decide(spec, state, keys, time.time(),
+                                   lambda value: rollover.served_by_all_nameservers(spec, value))
+        _tls[host.name] = (state, keys, decision)
+    return _tls[host.name]
+
+
+def rotating(spec: Spec) -> bool:
+    """Whether this run changes the certificates' keys (a switch, or a new key owed since one): TLSA changes."""
+    state, _, decision = host_tls(spec)
+    return decision.rotate or bool(state.rekey)
+
+
+def _slot_path(slot: str) -> QuoteString:
+    return QuoteString(f"/etc/letsencrypt/live/{slot}")
+
+
+def switch_command(spec: Spec, state: rollover.HostTls) -> StringCommand:
+    """Point the services at the standby slot (atomically) and reload them; note the slot left as still to get
+    a new key, and the generation as applied."""
+    current = state.current or rollover.slots(spec)[0]
+    return StringCommand(
+        "ln", "-sfn", _slot_path(rollover.other(spec, current)), f"{rollover.CURRENT}.new", "&&",
+        "mv", "-T", f"{rollover.CURRENT}.new", rollover.CURRENT, "&&", RELOAD_HOOK, "&&",
+        "echo", QuoteString(current), ">", rollover.REKEY_FILE, "&&",
+        "echo", str(spec.tls.key_generation), ">", rollover.GENERATION_FILE)
+
+
+def rekey_command(slot: str) -> StringCommand:
+    """A new key for the slot a switch left (certbot renews it with a fresh key, no random sleep)."""
+    return StringCommand(
+        "certbot", "renew", "--cert-name", QuoteString(slot), "--new-key", "--force-renewal",
+        "--no-random-sleep-on-renew", "--non-interactive", "--quiet", "&&", "rm", "-f", rollover.REKEY_FILE)
+
+
+def mark_command(standby: str) -> StringCommand:
+    """Write when the standby key was published (its digest and the time), unless that key is marked already."""
+    return StringCommand(
+        "k=$(openssl pkey -in", QuoteString(f"/etc/letsencrypt/live/{standby}/privkey.pem"), "-pubout -outform DER",
+        f"| sha256sum | cut -d' ' -f1) && {{ grep -qs \"^$k \" {rollover.PUBLISHED_FILE} ||",
+        f"echo \"$k $(date +%s)\" > {rollover.PUBLISHED_FILE}; }}")
+
+
+RELOAD_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/mailhost-reload"
 
 @deploy("certbot")
 def apply(spec: Spec) -> None:
@@ -100,15 +200,45 @@ def apply(spec: Spec) -> None:
         if has_certificate(spec):  # else the issuance below trusts it first
             server.shell(name="Private ACME CA is trusted", commands=["update-ca-certificates"],
                          _if=ca.did_change)
-    config_file(__file__, "/etc/letsencrypt/renewal-hooks/deploy/mailhost-reload", mode="755")
-    if not has_certificate(spec):
-        server.shell(name=f"Certificate for {spec.hostname} is asked for (ACME HTTP-01, in the background)",
-                     commands=[request_command(spec)])
+    config_file(__file__, RELOAD_HOOK, mode="755")
+    if missing := missing_certificates(spec):
+        server.shell(name=f"Certificates for {', '.join(missing)} are asked for (ACME HTTP-01, in the background)",
+                     commands=[request_command(spec, missing)])
     systemd.service(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
 
 
 @deploy("certbot")
 def ready(spec: Spec) -> None:
-    """The certificate exists (waiting for the issuance `apply` started, if any)."""
-    if not has_certificate(spec):
-        server.shell(name=f"Certificate for {spec.hostname} is obtained", commands=[ready_command(spec)])
+    """The certificates exist (waiting for the issuance `apply` started, if any)."""
+    if missing := missing_certificates(spec):
+        server.shell(name=f"Certificates for {', '.join(missing)} are obtained",
+                     commands=[ready_command(spec, missing)])
+    state, _, decision = host_tls(spec)
+    if state.current not in rollover.slots(spec):  # a fresh host (or one from before the slots): its keys are new
+        server.shell(name="The services use the first certificate slot", commands=[StringCommand(
+            "mkdir", "-p", rollover.TLS_DIR, "&&", "ln", "-sfn", _slot_path(rollover.slots(spec)[0]), rollover.CURRENT,
+            "&&", "echo", str(spec.tls.key_generation), ">", rollover.GENERATION_FILE)])
+        return
+    if decision.reason:
+        host.log_styled(decision.reason, fg="yellow" if not decision.rotate else None, log_func=logger.warning)
+    if decision.rotate:
+        server.shell(name="Key rollover: the services switch to the standby key", commands=[switch_command(spec, state)])
+    left = state.current if decision.rotate else state.rekey
+    if left in rollover.slots(spec):
+        server.shell(name=f"Key rollover: {left} gets a new key", commands=[rekey_command(left)])
+
+
+@deploy("certbot")
+def mark_published(spec: Spec, dns_published) -> None:
+    """After the DNS stage: note when the standby key's TLSA record was published (the rollover waits dns.ttl
+    from then). Runs only when something may have changed it."""
+    state, keys, decision = host_tls(spec)
+    current = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+    standby = current if decision.rotate else rollover.other(spec, current)  # after this run's switch, if any
+    marked = not decision.rotate and not state.rekey and state.published is not None and standby in keys and \
+        state.published[0] == rollover.key_digest(keys[standby])
+    if not marked:
+        server.shell(name="When the standby key was published is noted", commands=[mark_command(standby)])
+    elif dns_published is not None:  # the DNS stage wrote: it may have republished the standby's record
+        server.shell(name="When the standby key was published is noted", commands=[mark_command(standby)],
+                     _if=dns_published.did_change)

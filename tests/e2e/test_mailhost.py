@@ -137,25 +137,68 @@ def test_outbound_dane_a_matching_tlsa_is_verified_and_a_wrong_one_holds_the_mai
     TLS that Postfix logs as verified."""
     receiver_key = x509.load_pem_x509_certificate(lab.receiver.cert_file.read_bytes())
     right = tlsa_value(spki(receiver_key))
-    subject = f"dane {uuid.uuid4().hex}"
+    subject, started = f"dane {uuid.uuid4().hex}", int(time.time())
     try:
         _publish_receiver_tlsa(lab, mail, "3 1 1 " + "ab" * 32)
         _submit(lab, mail, subject)
-        deadline, reason = time.monotonic() + 60, ""
-        while "not verified" not in reason.lower():
-            assert time.monotonic() < deadline, f"not deferred for its certificate: {reason!r}"
-            time.sleep(1)
-            queue = [json.loads(line) for line in mail.host.ssh("postqueue -j").stdout.splitlines() if line]
-            reason = " ".join(r.get("delay_reason", "") for q in queue for r in q["recipients"])
+        _deferred_because(mail, "not verified")
         assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
         _publish_receiver_tlsa(lab, mail, right)
         mail.host.ssh("postqueue -f")
         got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
         assert got.tls
-        log = mail.host.ssh("journalctl --no-pager -q SYSLOG_IDENTIFIER=postfix/smtp").stdout
+        log = mail.host.ssh(f"journalctl --no-pager -q --since @{started} SYSLOG_IDENTIFIER=postfix/smtp").stdout
         assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-2000:]
     finally:
         _publish_receiver_tlsa(lab, mail, None)
+
+
+def _remote_policy(lab, mail, mx: str | None, policy_id: str = "") -> None:
+    """Give remote.test an MTA-STS policy in enforce mode for `mx` (None: none at all), as its owner would: the file
+    on its web server and the `_mta-sts` record; empty the host's resolver cache of the zone."""
+    name = dns.name.from_text(f"_mta-sts.{lab.receiver.domain}.")
+    if mx is None:
+        lab.receiver.policy_file.unlink(missing_ok=True)
+        lab.dns.update(lab.receiver.domain, lambda u: u.delete(name))
+    else:
+        lab.receiver.policy_file.write_text(f"version: STSv1\r\nmode: enforce\r\nmx: {mx}\r\nmax_age: 86400\r\n")
+        lab.dns.update(lab.receiver.domain, lambda u: u.replace(name, 60, "TXT", f'"v=STSv1; id={policy_id}"'))
+        deadline = time.monotonic() + 10
+        while policy_id not in str(lab.dns.query_auth(name.to_text(), "TXT").answer):
+            assert time.monotonic() < deadline, "the _mta-sts record is not served"
+            time.sleep(0.1)
+    mail.host.ssh(f"unbound-control flush_zone {lab.receiver.domain} >/dev/null")
+
+
+def _deferred_because(mail, words: str, timeout: float = 60) -> str:
+    """The queue's delay reason once it says `words` (the message waits: never sent another way)."""
+    deadline, reason = time.monotonic() + timeout, ""
+    while words not in reason.lower():
+        assert time.monotonic() < deadline, f"not deferred for {words!r}: {reason!r}"
+        time.sleep(1)
+        queue = [json.loads(line) for line in mail.host.ssh("postqueue -j").stdout.splitlines() if line]
+        reason = " ".join(r.get("delay_reason", "") for q in queue for r in q["recipients"])
+    return reason
+
+
+def test_outbound_mta_sts_a_policy_not_naming_the_mx_holds_the_mail_one_that_does_delivers_it(lab, mail):
+    """Postfix honours receivers' MTA-STS policies (postfix-mta-sts-resolver): with remote.test's policy in
+    enforce mode naming another MX, mail to it waits in the queue; once the policy names its MX, it goes out over
+    TLS Postfix verified against that name."""
+    subject, started = f"mta-sts {uuid.uuid4().hex}", int(time.time())
+    try:
+        _remote_policy(lab, mail, f"other.{lab.receiver.domain}", "1" + uuid.uuid4().hex[:8])
+        _submit(lab, mail, subject)
+        _deferred_because(mail, "not verified")
+        assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
+        _remote_policy(lab, mail, lab.receiver.hostname, "2" + uuid.uuid4().hex[:8])
+        mail.host.ssh("postqueue -f")
+        got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
+        assert got.tls
+        log = mail.host.ssh(f"journalctl --no-pager -q --since @{started} SYSLOG_IDENTIFIER=postfix/smtp").stdout
+        assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-2000:]
+    finally:
+        _remote_policy(lab, mail, None)
 
 
 def test_no_open_relay_and_no_auth_before_tls(lab, mail):

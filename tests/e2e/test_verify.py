@@ -3,17 +3,28 @@ the fault it exists for (and only the checks related to that fault do)."""
 
 from __future__ import annotations
 
+import base64
+import imaplib
 import ipaddress
+import smtplib
 import time
+import urllib.request
 import uuid
+from xml.etree import ElementTree
 
 import dns.name
+import dns.rdatatype
 import pytest
 import yaml
 
+from mailclient import tls_context
 from lab.deploys import run_deploy
 from lab.mailenv import make_mail_env
+from mailhost import hostinfo, rollover
+from mailhost.dns.records import tlsa_value
 from mailhost.spec import load_spec
+from mailhost.verify.checks.dane import spki
+from mailhost.verify.sessions import Mode, open_session, unverified_context
 from mailhost.verify import Target, lookup_with, verify
 from mailhost.verify.checks import dns as dns_checks
 from mailhost.verify.cli import ssh_runner
@@ -72,6 +83,84 @@ def test_a_resolver_that_cannot_validate_is_never_switched_to(lab, site):
     assert "127.0.0.1" in site.host.ssh("cat /etc/resolv.conf").stdout
 
 
+def test_a_mail_client_finds_the_servers_from_the_address_alone(lab, site):
+    """What a mail program does with an address and a password (RFC 6186/8314, Thunderbird's autoconfig): the
+    SRV records name the host, the autoconfig file (HTTPS, certificate checked) names its ports, and with what
+    it found it logs in over IMAPS and submits over implicit TLS."""
+    address = site.mailboxes[0]
+    domain = address.split("@")[1]
+    found = {label: lab.dns.resolve(f"{label}.{domain}", "SRV")[0] for label in ("_imaps._tcp", "_submissions._tcp")}
+    assert {label: (rd.target.to_text(), rd.port) for label, rd in found.items()} == {
+        "_imaps._tcp": (f"{site.hostname}.", 993), "_submissions._tcp": (f"{site.hostname}.", 465)}
+    url = f"https://autoconfig.{domain}/mail/config-v1.1.xml?emailaddress={address}"
+    with urllib.request.urlopen(url, context=tls_context(lab), timeout=20) as response:
+        config = ElementTree.fromstring(response.read())
+    assert domain in [d.text for d in config.iter("domain")]
+    imap, smtp = config.find(".//incomingServer"), config.find(".//outgoingServer")
+    assert imap.get("type") == "imap" and smtp.get("type") == "smtp"
+    user = imap.findtext("username").replace("%EMAILADDRESS%", address)
+    with imaplib.IMAP4_SSL(imap.findtext("hostname"), int(imap.findtext("port")), ssl_context=tls_context(lab),
+                           timeout=20) as client:
+        assert client.login(user, site.passwords[address])[0] == "OK"
+    assert smtp.findtext("socketType") == "SSL"
+    with smtplib.SMTP_SSL(smtp.findtext("hostname"), int(smtp.findtext("port")), context=tls_context(lab),
+                          timeout=20) as client:
+        assert client.login(smtp.findtext("username").replace("%EMAILADDRESS%", address),
+                            site.passwords[address])[0] == 235
+
+
+def _tls_keys(site) -> dict[str, str]:
+    return hostinfo.parse_tls_public_keys(site.host.ssh(hostinfo.TLS_PUBLIC_KEYS).stdout.splitlines())
+
+
+def _served_tlsa(site) -> str:
+    """The TLSA value of the certificate served on port 25, as a DANE sender computes it."""
+    with open_session(site.host.address, 25, Mode.SMTP_STARTTLS, site.hostname, unverified_context(),
+                      handshake_only=True) as session:
+        return tlsa_value(spki(session.certificate()))
+
+
+def _published_tlsa(lab, site) -> set[str]:
+    answer = lab.dns.query_auth(f"_25._tcp.{site.hostname}", "TLSA").answer
+    return {rd.to_text() for rrset in answer if rrset.rdtype == dns.rdatatype.TLSA for rd in rrset}
+
+
+def test_a_key_rollover_switches_to_the_standby_key_published_long_before(lab, site):
+    """Raising tls.key_generation: a run too soon after the standby key's TLSA record went out waits and changes
+    nothing; once dns.ttl has passed, the services switch to the standby key (a DANE sender finds it in the TLSA
+    set it may have cached), the slot left gets a new key, and the TLSA set names the two keys now in place."""
+    first, second = rollover.slots(load_spec(site.spec_path))
+    current = lambda: site.host.ssh(f"readlink {rollover.CURRENT}").stdout.strip().rsplit("/", 1)[-1]  # noqa: E731
+    start, keys = current(), _tls_keys(site)
+    standby = second if start == first else first
+    as_tlsa = lambda key: tlsa_value(base64.b64decode(key))  # noqa: E731
+    assert _served_tlsa(site) == as_tlsa(keys[start])
+    assert _published_tlsa(lab, site) == {as_tlsa(keys[first]), as_tlsa(keys[second])}  # both, all along
+    spec = yaml.safe_load(site.spec_path.read_text())
+    spec["tls"]["key_generation"] = int(site.host.ssh(f"cat {rollover.GENERATION_FILE}").stdout) + 1
+    rotate = site.spec_path.parent / "rollover-spec.yaml"
+    rotate.write_text(yaml.safe_dump(spec, sort_keys=False))
+    # The standby key's record went out when the site was deployed, less than dns.ttl ago.
+    early = run_deploy([site.host], {"spec": str(rotate)}).check()
+    assert "key rollover waits until" in early.output and not early.changed, early.changed
+    assert current() == start and _tls_keys(site) == keys
+    # As if dns.ttl had passed since: the host's note of when the standby key was published, moved back.
+    site.host.ssh(f"awk '{{print $1, $2 - {spec['dns']['ttl'] + 60}}}' {rollover.PUBLISHED_FILE} > /tmp/p && "
+                  f"mv /tmp/p {rollover.PUBLISHED_FILE}")
+    done = run_deploy([site.host], {"spec": str(rotate)}).check()
+    assert "the services switch to" in done.output
+    after = _tls_keys(site)
+    assert current() == standby and after[standby] == keys[standby]
+    assert after[start] != keys[start]  # the slot left has a new key
+    assert _served_tlsa(site) == as_tlsa(keys[standby])
+    assert _published_tlsa(lab, site) == {as_tlsa(after[first]), as_tlsa(after[second])}  # the old key withdrawn
+    settle()
+    report = verify(Target(load_spec(rotate), site.target().run))
+    assert failed(report) == set(), report.text(color=False)
+    again = run_deploy([site.host], {"spec": str(rotate)}).check()
+    assert not again.changed, again.changed
+
+
 def test_deploy_ends_with_an_all_green_report_and_verify_is_stable(site):
     assert "--> Verify " in site.first_run.output and " 0 errors" in site.first_run.output
     first, second = verify(site.target()), verify(site.target())
@@ -81,9 +170,10 @@ def test_deploy_ends_with_an_all_green_report_and_verify_is_stable(site):
             "reverse.ptr", "tls.certificate", "tls.versions", "smtp.relay", "smtp.auth-before-tls",
             "smtp.submission-auth", "mail.dkim", "mail.spf", "mail.dmarc", "reputation.dnsbl", "host.services",
             "host.firewall", "host.fail2ban", "host.keys", "host.renewal", "host.resolver", "dane.tlsa",
-            "dns.tlsa", "dns.caa", "dns.tlsrpt", "smtp.vrfy", "smtp.role-addresses"} <= checks
+            "dns.tlsa", "dns.caa", "dns.tlsrpt", "smtp.vrfy", "smtp.role-addresses", "mta-sts.record",
+            "mta-sts.policy", "mta-sts.id", "autoconfig.srv", "autoconfig.file"} <= checks
     tls_ports = {r.subject.split(" ")[0].rsplit(":", 1)[1] for r in first.results if r.check == "tls.certificate"}
-    assert tls_ports == {"25", "465", "587", "143", "993", "995", "4190"}
+    assert tls_ports == {"25", "443", "465", "587", "143", "993", "995", "4190"}
     # Every address of the host (IPv4 and IPv6) is checked, as a sender may pick either.
     for address in (site.host.address, site.host.address6):
         assert {r.subject for r in first.results if r.check in ("tls.certificate", "dane.tlsa")
@@ -122,7 +212,13 @@ DNS_FAULTS = {
     "CAA for another CA": (lambda d: lambda u: u.replace(name(f"mail.{d}"), 3600, "CAA", '0 issue "other-ca.example"'),
                            {"dns.caa"}, set()),
     "missing TLS-RPT": (lambda d: lambda u: u.delete(name(f"_smtp._tls.{d}"), "TXT"),
-                        {"dns.tlsrpt"}, {"dns.txt"}),
+                        {"dns.tlsrpt", "dns.tlsrpt-record"}, set()),
+    # Senders would keep the policy they cached: the id no longer says which policy is served.
+    "stale MTA-STS id": (lambda d: lambda u: u.replace(name(f"_mta-sts.{d}"), 3600, "TXT", '"v=STSv1; id=0"'),
+                         {"mta-sts.id", "dns.mta-sts-record"}, set()),
+    "SRV elsewhere": (lambda d: lambda u: u.replace(name(f"_imaps._tcp.{d}"), 3600, "SRV",
+                                                    "0 1 993 imap.elsewhere.example."),
+                      {"autoconfig.srv", "dns.srv"}, set()),
 }
 
 
@@ -216,6 +312,7 @@ HOST_FAULTS = {
         "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=wrong.example -keyout /root/k.pem "
         "-out /root/c.pem 2>/dev/null && postconf -e 'smtpd_tls_chain_files = /root/k.pem, /root/c.pem' "
         "&& postfix reload", {"tls.certificate", "dane.tlsa"}, {"mail.probe"}),
+    "MTA-STS policy gone": ("rm /etc/nginx/mailhost/mta-sts.txt", {"mta-sts.policy"}, set()),
     "VRFY allowed": ("postconf -e disable_vrfy_command=no && postfix reload", {"smtp.vrfy"}, set()),
     # The host's resolver stops validating (what a bad edit does), or the host stops using it (what a DHCP
     # client or systemd-resolved rewriting resolv.conf does): either way Postfix's DANE has nothing to stand on.

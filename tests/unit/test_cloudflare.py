@@ -72,7 +72,7 @@ def spec(fake, monkeypatch):
 
 def facts(keys: dict[str, str], selectors=("mail",)) -> HostFacts:
     return HostFacts(addresses=ADDRESSES, dkim_keys={("example.org", s): keys[s] for s in selectors},
-                     tls_keys={"mail.example.org": keys["tls"]})
+                     tls_keys={"mail.example.org": keys["tls"], "mail.example.org-b": keys["tls"]})
 
 
 def tlsa(key: str) -> str:
@@ -88,16 +88,41 @@ def run(spec, host_facts: HostFacts):
 
 
 def published(fake: FakeCloudflare) -> list[tuple[str, str, str]]:
-    """The zone as (name, type, value) in the fake's own reading (TXT strings joined, MX with priority)."""
+    """The zone as (name, type, value) in the fake's own reading (TXT strings joined, MX and SRV with priority)."""
     def value(r: dict) -> str:
         if r["type"] == "TXT":
             return txt_bytes(r["content"]).decode()
-        return f"{r['priority']} {r['content']}" if r["type"] == "MX" else r["content"]
+        return f"{r['priority']} {r['content']}" if r["type"] in ("MX", "SRV") else r["content"]
     return sorted((r["name"], r["type"], value(r)) for r in fake.records("example.org"))
 
 
+# The MTA-STS policy mail.example.org serves by default, and the id of the record announcing it.
+POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.org\r\nmax_age: 604800\r\n"
+POLICY_ID = hashlib.sha256(POLICY.encode()).hexdigest()[:20]
+
+
+def web_records(domain: str) -> list[tuple[str, str, str]]:
+    """A domain's MTA-STS and client autoconfig records (on by default), as Cloudflare shows them (an SRV's
+    content is "weight port target", its priority a field of its own: here in front, as `published` reads)."""
+    return [
+        (f"mta-sts.{domain}", "CNAME", "mail.example.org"),
+        (f"_mta-sts.{domain}", "TXT", f"v=STSv1; id={POLICY_ID}"),
+        (f"autoconfig.{domain}", "CNAME", "mail.example.org"),
+        (f"_submissions._tcp.{domain}", "SRV", "0 1 465 mail.example.org"),
+        (f"_submission._tcp.{domain}", "SRV", "10 1 587 mail.example.org"),
+        (f"_imaps._tcp.{domain}", "SRV", "0 1 993 mail.example.org"),
+        (f"_imap._tcp.{domain}", "SRV", "10 1 143 mail.example.org"),
+        (f"_pop3s._tcp.{domain}", "SRV", "0 0 0 ."),  # POP3 is off: "not offered" (RFC 6186 3.4)
+        (f"_pop3._tcp.{domain}", "SRV", "0 0 0 ."),
+    ]
+
+
+# What each further domain gets in its own zone: MX, SPF, DMARC, TLS-RPT, DKIM and the 9 web records.
+PER_DOMAIN = 5 + len(web_records("example.net"))
+
+
 def expected(keys: dict[str, str], selectors=("mail",)) -> list[tuple[str, str, str]]:
-    return sorted([
+    return sorted(web_records("example.org") + [
         ("mail.example.org", "A", ADDRESSES[0]),
         ("mail.example.org", "AAAA", ADDRESSES[1]),
         ("example.org", "MX", "10 mail.example.org"),
@@ -145,9 +170,11 @@ def test_values_cloudflare_spells_differently_read_as_the_same(fake, spec, keys)
 
     provider, states = run(spec(), facts(keys))
     created = sorted((c.action, c.name, c.rdtype) for c in states[0].plan.changes)
-    assert created == [("create", "_25._tcp.mail.example.org", "TLSA"), ("create", "_smtp._tls.example.org", "TXT"),
-                       ("create", "example.org", "TXT"), ("create", "mail.example.org", "A"),
-                       ("create", "mail.example.org", "AAAA"), ("create", "mail.example.org", "CAA")]
+    assert created == sorted([("create", "_25._tcp.mail.example.org", "TLSA"),
+                              ("create", "_smtp._tls.example.org", "TXT"), ("create", "example.org", "TXT"),
+                              ("create", "mail.example.org", "A"), ("create", "mail.example.org", "AAAA"),
+                              ("create", "mail.example.org", "CAA")]
+                             + [("create", name, rtype) for name, rtype, _ in web_records("example.org")])
     assert published(fake) == expected(keys)
 
 
@@ -221,13 +248,14 @@ def test_many_zones_are_worked_on_in_parallel_one_batch_each(fake, spec, keys):
         fake.add_zone(name)
     the_spec = spec(domains=("example.org", *others))
     many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"] for d in ("example.org", *others)},
-                     tls_keys={"mail.example.org": keys["tls"]})
+                     tls_keys={"mail.example.org": keys["tls"], "mail.example.org-b": keys["tls"]})
     provider, states = run(the_spec, many)
     assert [s.zone.name for s in states] == ["example.org", *others]
     assert fake.requests[BATCH] == 13 and provider.requests == Requests(reads=2 * 13, writes=13)
     for name in others:
-        # SPF, DMARC, DKIM, TLS-RPT (the host name's TLSA and CAA are in example.org)
-        assert sorted(r["type"] for r in fake.records(name)) == ["MX", "TXT", "TXT", "TXT", "TXT"]
+        # SPF, DMARC, DKIM, TLS-RPT, _mta-sts; mta-sts and autoconfig; six SRV (the host name's TLSA and CAA
+        # are in example.org)
+        assert sorted(r["type"] for r in fake.records(name)) == ["CNAME"] * 2 + ["MX"] + ["SRV"] * 6 + ["TXT"] * 5
     provider, states = run(the_spec, many)
     assert provider.requests == Requests(reads=2 * 13, writes=0)
 
@@ -242,13 +270,13 @@ def test_a_zone_that_keeps_failing_does_not_stop_the_others(fake, spec, keys):
     the_spec = spec(domains=("example.org", "broken.example", "fine.example"))
     many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"]
                                                      for d in ("example.org", "broken.example", "fine.example")},
-                     tls_keys={"mail.example.org": keys["tls"]})
+                     tls_keys={"mail.example.org": keys["tls"], "mail.example.org-b": keys["tls"]})
     with pytest.raises(DnsError, match="zone broken.example: writes keep failing"):
         run(the_spec, many)
     assert fake.records("broken.example") == []
-    assert set(expected(keys)) <= set(published(fake)) and len(fake.records("fine.example")) == 5
+    assert set(expected(keys)) <= set(published(fake)) and len(fake.records("fine.example")) == PER_DOMAIN
     provider, states = run(the_spec, many)
-    assert provider.requests.writes == 1 and len(fake.records("broken.example")) == 5
+    assert provider.requests.writes == 1 and len(fake.records("broken.example")) == PER_DOMAIN
 
 
 def test_caa_and_tlsa_are_written_through_data_and_read_back_from_the_content_cloudflare_shows(fake, spec, keys):
@@ -287,9 +315,56 @@ def test_caa_and_tlsa_are_written_through_data_and_read_back_from_the_content_cl
     assert states[0].plan.changes == [] and again.requests == Requests(reads=2, writes=0) and fake.writes == writes
 
 
+def test_srv_is_written_through_data_and_read_back_from_the_content_cloudflare_shows(fake, spec, keys):
+    """Cloudflare takes an SRV as `data` {priority, weight, port, target} and shows `content` "weight port
+    target" with the priority beside it: the client SRV records (the null "0 0 0 ." of a service not offered
+    too) are sent as data, stored as Cloudflare shows them, read back as the same records, and a re-run is free."""
+    sent = []
+    provider = make_provider(spec().dns.provider, OWNER)
+    original = provider.writer.dns.records.batch
+
+    def batch(**kwargs):
+        sent.extend(kwargs.get("posts", []))
+        return original(**kwargs)
+    provider.writer.dns.records.batch = batch
+    sync = DnsSync(spec(), provider)
+    sync.apply(sync.plan(facts(keys)))
+    posted = {p["name"]: p for p in sent if p["type"] == "SRV"}
+    assert set(posted) == {f"{label}.example.org" for label in ("_submissions._tcp", "_submission._tcp", "_imaps._tcp",
+                                                               "_imap._tcp", "_pop3s._tcp", "_pop3._tcp")}
+    assert posted["_imaps._tcp.example.org"]["data"] == {"priority": 0, "weight": 1, "port": 993,
+                                                         "target": "mail.example.org"}
+    assert posted["_submission._tcp.example.org"]["data"] == {"priority": 10, "weight": 1, "port": 587,
+                                                              "target": "mail.example.org"}
+    assert posted["_pop3._tcp.example.org"]["data"] == {"priority": 0, "weight": 0, "port": 0, "target": "."}
+    for post in posted.values():
+        assert "content" not in post and post["priority"] == post["data"]["priority"]
+
+    stored = {r["name"]: r for r in fake.records("example.org", "SRV")}
+    assert {name: (r["priority"], r["content"], r["comment"]) for name, r in stored.items()} == {
+        "_submissions._tcp.example.org": (0, "1 465 mail.example.org", COMMENT),
+        "_submission._tcp.example.org": (10, "1 587 mail.example.org", COMMENT),
+        "_imaps._tcp.example.org": (0, "1 993 mail.example.org", COMMENT),
+        "_imap._tcp.example.org": (10, "1 143 mail.example.org", COMMENT),
+        "_pop3s._tcp.example.org": (0, "0 0 .", COMMENT),
+        "_pop3._tcp.example.org": (0, "0 0 .", COMMENT)}
+    assert all(stored[name]["data"] == post["data"] for name, post in posted.items())
+
+    read = {r.name: r for r in provider.records(provider.zone("example.org")) if r.rdtype == "SRV"}
+    assert read["_imaps._tcp.example.org"].rdata == rdata("SRV", "0 1 993 mail.example.org.")
+    assert read["_submission._tcp.example.org"].rdata == rdata("SRV", "10 1 587 mail.example.org.")
+    assert read["_pop3._tcp.example.org"].rdata == read["_pop3s._tcp.example.org"].rdata == rdata("SRV", "0 0 0 .")
+    assert {r.owner for r in read.values()} == {OWNER}
+
+    writes = fake.writes
+    again, states = run(spec(), facts(keys))
+    assert states[0].plan.changes == [] and again.requests == Requests(reads=2, writes=0) and fake.writes == writes
+
+
 @pytest.mark.parametrize("rtype,content", [("CAA", '0 issue "letsencrypt.org"'),
-                                           ("TLSA", "3 1 1 " + "ab" * 32)])
-def test_the_fake_refuses_caa_and_tlsa_given_as_content_only(fake, rtype, content):
+                                           ("TLSA", "3 1 1 " + "ab" * 32),
+                                           ("SRV", "1 993 mail.example.org")])
+def test_the_fake_refuses_data_types_given_as_content_only(fake, rtype, content):
     """As Cloudflare does: for these types `content` is read-only, the value goes in `data` (error 9101)."""
     client = cloudflare.Cloudflare(api_token=fake.token, base_url=fake.url, max_retries=0)
     zone_id = fake.zone("example.org").id
@@ -321,7 +396,8 @@ def test_uncertain_writes_are_reread_not_replayed(fake, spec, keys, fault, batch
     assert published(fake) == expected(keys)  # exact list: nothing duplicated
     assert fake.requests[BATCH] == batches
     assert provider.requests == Requests(reads=3, writes=batches)  # zone, records, records again
-    assert len(states[0].plan.changes) == (0 if batches == 1 else 9)  # the re-plan after the uncertain write
+    # the re-plan after the uncertain write: nothing, or every set again
+    assert len(states[0].plan.changes) == (0 if batches == 1 else len(expected(keys)))
 
 
 def test_identical_record_written_meanwhile_is_reread(fake, spec, keys):

@@ -18,27 +18,58 @@ def spec_with(hostname: str, contact: str, directory: str, ca_bundle: str | None
 
 
 def tokens(command) -> list[str]:
-    """The words and operators a POSIX shell sees."""
-    lexer = shlex.shlex(command.get_raw_value(), posix=True, punctuation_chars=True)
+    """The words and operators a POSIX shell sees in a command (or in a string: what `sh -c` is given)."""
+    lexer = shlex.shlex(command if isinstance(command, str) else command.get_raw_value(), posix=True,
+                        punctuation_chars=True)
     lexer.whitespace_split = True
     return list(lexer)
 
 
+def commands(words: list[str]) -> list[list[str]]:
+    """A list of words cut at each `&&`: the commands of an and-list."""
+    found: list[list[str]] = [[]]
+    for word in words:
+        if word == "&&":
+            found.append([])
+        else:
+            found[-1].append(word)
+    return found
+
+
+def after(argv: list[str], option: str) -> list[str]:
+    """Every value given to `option` in argv, in order."""
+    return [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == option]
+
+
 def test_certbot_gets_each_spec_value_as_one_argument():
+    """The background job is one `sh -c` word (quoted by pyinfra) whose own words, as that shell splits them
+    again, hold each spec value whole: the host name, a web name, the contact and the directory."""
     for value, ca_bundle in [(value, ca) for value in HOSTILE for ca in (None, "ca.pem")]:
         spec = spec_with(f"mail{value}", f"{value}@example.org", f"https://ca/{value}", ca_bundle)
-        words = tokens(request_command(spec))
+        certificates = {f"mail{value}": [f"mail{value}"],
+                        f"mail{value}-web-1": [f"mta-sts.ex{value}.org", f"autoconfig.ex{value}.org"]}
+        words = tokens(request_command(spec, certificates))
         start = words.index("setsid") + 1
         argv = words[start:words.index(">", start)]
-        if ca_bundle:  # the private CA is trusted first, then certbot runs with its arguments as they were
-            assert argv[:4] == ["sh", "-c", 'update-ca-certificates >/dev/null && exec "$@"', "sh"]
-            argv = argv[4:]
-        assert argv[:2] == ["certbot", "certonly"]
-        assert argv[argv.index("--server") + 1] == f"https://ca/{value}"
-        assert argv[argv.index("-m") + 1] == f"{value}@example.org"
-        assert argv[argv.index("-d") + 1] == argv[argv.index("--cert-name") + 1] == f"mail{value}"
-        waited = tokens(ready_command(spec))
-        assert waited[waited.index("-s") + 1] == f"/etc/letsencrypt/live/mail{value}/fullchain.pem"
+        assert argv[:2] == ["sh", "-c"] and len(argv) == 3, argv  # the whole job is one word
+        job = commands(tokens(argv[2]))
+        if ca_bundle:  # the private CA is trusted first, in the same job
+            assert job[0] == ["update-ca-certificates", ">", "/dev/null"]
+            job = job[1:]
+        assert job[-1] == ["true"] and len(job) == len(certificates) + 1
+        for certbot, (name, domains) in zip(job, certificates.items()):
+            assert certbot[:2] == ["certbot", "certonly"]
+            assert after(certbot, "--server") == [f"https://ca/{value}"]
+            assert after(certbot, "-m") == [f"{value}@example.org"]
+            assert after(certbot, "--cert-name") == [name]
+            assert after(certbot, "-d") == domains
+            # Nothing else carries a piece of the value: it is in exactly the words expected, whole.
+            assert [w for w in certbot if value in w] == [f"https://ca/{value}", f"{value}@example.org", name,
+                                                          *domains]
+        waited = tokens(ready_command(spec, certificates))
+        files = waited[waited.index("test") + 1:waited.index("||")]
+        assert files == ["-s", f"/etc/letsencrypt/live/mail{value}/fullchain.pem", "-a",
+                         "-s", f"/etc/letsencrypt/live/mail{value}-web-1/fullchain.pem"]
 
 
 def test_dkim_key_jobs_are_quoted_words():
@@ -46,3 +77,18 @@ def test_dkim_key_jobs_are_quoted_words():
         words = tokens(make_keys_command([("example.org", "mail"), (f"ex{value}.org", "s")], 2048))
         start = words.index("in") + 1
         assert words[start:words.index(";", start)] == ["example.org/mail", f"ex{value}.org/s"]
+
+
+def test_key_rollover_commands_get_the_slot_names_as_single_arguments():
+    from mailhost import rollover
+    from roles.certbot import mark_command, rekey_command, switch_command
+    for value in HOSTILE:
+        spec = types.SimpleNamespace(hostname=f"mail{value}", tls=types.SimpleNamespace(key_generation=3))
+        first, second = rollover.slots(spec)
+        words = tokens(switch_command(spec, rollover.HostTls(first, 2, None)))
+        assert words[words.index("-sfn") + 1] == f"/etc/letsencrypt/live/{second}"
+        assert words[words.index(rollover.REKEY_FILE) - 2:words.index(rollover.REKEY_FILE)] == [first, ">"]
+        words = tokens(rekey_command(second))
+        assert words[words.index("--cert-name") + 1] == second and "--new-key" in words
+        words = tokens(mark_command(first))
+        assert f"/etc/letsencrypt/live/{first}/privkey.pem" in words

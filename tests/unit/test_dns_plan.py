@@ -35,12 +35,18 @@ def key(bits: int = 2048) -> str:
 
 
 FACTS = HostFacts(("192.0.2.10", "2001:db8::10"), {("example.org", "mail"): key(), ("example.net", "mail"): key()},
-                  {"mail.example.org": key()})
+                  {"mail.example.org": key(), "mail.example.org-b": key()})
 
 
 def wanted(s=None, facts=FACTS, zone="example.org"):
     s = s or spec()
     return [d for d in desired_records(s, facts) if s.zone_of(d.name) == zone]
+
+
+# A domain's MTA-STS and client autoconfig record sets (both on by default): (name, type) under the domain.
+WEB_SETS = [("mta-sts", "CNAME"), ("_mta-sts", "TXT"), ("autoconfig", "CNAME"), ("_submissions._tcp", "SRV"),
+            ("_submission._tcp", "SRV"), ("_imaps._tcp", "SRV"), ("_imap._tcp", "SRV"), ("_pop3s._tcp", "SRV"),
+            ("_pop3._tcp", "SRV")]
 
 
 def ours(name, rdtype, value, ttl=3600, owner=OWNER):
@@ -110,7 +116,8 @@ def test_creates_updates_deletes_only_what_is_ours():
                        ("create", "_25._tcp.mail.example.org", "TLSA"), ("create", "mail.example.org", "CAA"),
                        ("create", "_smtp._tls.example.org", "TXT"),
                        ("update", "_dmarc.example.org", "TXT"), ("update", "mail.example.org", "A"),
-                       ("delete", "old._domainkey.example.org", "TXT")}
+                       ("delete", "old._domainkey.example.org", "TXT")} | {
+                       ("create", f"{label}.example.org", rdtype) for label, rdtype in WEB_SETS}
     spf = by["create", "example.org", "TXT"]
     assert [txt_value(r.rdata) for r in spf.kept] == ["google-site-verification=abc"]
     assert {txt_value(v) for v in spf.rrset_after()} == {"google-site-verification=abc", "v=spf1 mx -all"}
@@ -167,8 +174,8 @@ def test_ownership_markers_cover_exactly_what_they_claim():
 def test_plan_as_json_for_ci():
     plan = diff("example.org", wanted(), [], OWNER)
     data = json.loads(json.dumps(plan.to_json()))
-    # A, AAAA, MX, SPF, DKIM, DMARC, TLSA, CAA, TLS-RPT
-    assert data["zone"] == "example.org" and len(data["changes"]) == 9
+    # A, AAAA, MX, SPF, DKIM, DMARC, TLSA, CAA, TLS-RPT, and the 9 of MTA-STS and client autoconfig
+    assert data["zone"] == "example.org" and len(data["changes"]) == 9 + len(WEB_SETS)
     (dkim,) = [c for c in data["changes"] if c["name"] == "mail._domainkey.example.org"]
     assert dkim["action"] == "create" and dkim["after"][0].startswith('"v=DKIM1; k=rsa; p=MII')
 
@@ -234,7 +241,8 @@ def by_key(s, facts=FACTS) -> dict:
 def test_tlsa_is_3_1_1_the_sha256_of_the_certificate_keys_spki():
     private = ec.generate_private_key(ec.SECP256R1())
     der = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    facts = HostFacts(FACTS.addresses, FACTS.dkim_keys, {"mail.example.org": base64.b64encode(der).decode()})
+    spki = base64.b64encode(der).decode()
+    facts = HostFacts(FACTS.addresses, FACTS.dkim_keys, {"mail.example.org": spki, "mail.example.org-b": spki})
     tlsa = by_key(spec(), facts)["_25._tcp.mail.example.org", "TLSA"]
     (value,) = tlsa.rdatas
     assert value == rdata("TLSA", "3 1 1 " + hashlib.sha256(der).hexdigest())
@@ -242,7 +250,17 @@ def test_tlsa_is_3_1_1_the_sha256_of_the_certificate_keys_spki():
     assert tlsa.ttl == 3600
 
 
-@pytest.mark.parametrize("tls_keys", [None, {}, {"other.example.org": key()}], ids=["not read", "none", "another"])
+def test_tlsa_names_both_certificate_slots_the_key_in_use_and_the_standby():
+    """The standby key is published all along, so a key rollover never meets a sender without it."""
+    first, second = key(), key()
+    facts = HostFacts(FACTS.addresses, FACTS.dkim_keys, {"mail.example.org": first, "mail.example.org-b": second})
+    values = by_key(spec(), facts)["_25._tcp.mail.example.org", "TLSA"].rdatas
+    assert values == {rdata("TLSA", "3 1 1 " + hashlib.sha256(base64.b64decode(k)).hexdigest())
+                      for k in (first, second)}
+
+
+@pytest.mark.parametrize("tls_keys", [None, {}, {"other.example.org": key()}, {"mail.example.org": key()}],
+                         ids=["not read", "none", "another", "one slot only"])
 def test_tlsa_without_the_host_names_key_is_pending(tls_keys):
     got = by_key(spec(), HostFacts(FACTS.addresses, FACTS.dkim_keys, tls_keys))
     assert got["_25._tcp.mail.example.org", "TLSA"].rdatas is None  # known after apply, never guessed

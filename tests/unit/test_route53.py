@@ -86,7 +86,7 @@ def facts(key: str) -> HostFacts:
     """Every value known: the addresses, the DKIM keys and the key of the host name's certificate (here the
     DKIM key again: any SubjectPublicKeyInfo will do)."""
     return HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): key for d in ("example.org", "example.net")},
-                     tls_keys={"mail.example.org": key})
+                     tls_keys={"mail.example.org": key, "mail.example.org-b": key})
 
 
 def run(spec, host_facts: HostFacts):
@@ -118,6 +118,9 @@ def change_batches(aws: MotoRoute53) -> int:
                and path.endswith("/rrset/"))
 
 
+SRV_LABELS = ("_submissions._tcp", "_submission._tcp", "_imaps._tcp", "_imap._tcp", "_pop3s._tcp", "_pop3._tcp")
+
+
 def marker(claim: str | None = None) -> list[str]:
     return [f'"mailhost; owner={OWNER}' + (f"; claim={claim}" if claim else "") + '"']
 
@@ -138,10 +141,20 @@ def test_fresh_sync_publishes_everything_in_one_batch_and_a_rerun_only_reads(aws
     assert zone["_25._tcp.mail.example.org", "TLSA"] == ["3 1 1 " + hashlib.sha256(base64.b64decode(dkim)).hexdigest()]
     assert zone["mail.example.org", "CAA"] == ['0 issue "letsencrypt.org"']
     assert ("mail._domainkey.example.org", "TXT") in zone
+    policy = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.org\r\nmax_age: 604800\r\n"
+    assert zone["_mta-sts.example.org", "TXT"] == [f'"v=STSv1; id={hashlib.sha256(policy.encode()).hexdigest()[:20]}"']
+    assert zone["mta-sts.example.org", "CNAME"] == zone["autoconfig.example.org", "CNAME"] == ["mail.example.org."]
+    srv = {label: zone[f"{label}.example.org", "SRV"] for label in SRV_LABELS}
+    assert srv == {"_submissions._tcp": ["0 1 465 mail.example.org."],
+                   "_submission._tcp": ["10 1 587 mail.example.org."],
+                   "_imaps._tcp": ["0 1 993 mail.example.org."], "_imap._tcp": ["10 1 143 mail.example.org."],
+                   "_pop3s._tcp": ["0 0 0 ."], "_pop3._tcp": ["0 0 0 ."]}  # POP3 off: "not offered"
     for name, rdtype in [("example.org", "MX"), ("mail.example.org", "A"), ("mail.example.org", "AAAA"),
                          ("mail._domainkey.example.org", "TXT"), ("_dmarc.example.org", "TXT"),
                          ("_smtp._tls.example.org", "TXT"), ("_25._tcp.mail.example.org", "TLSA"),
-                         ("mail.example.org", "CAA")]:
+                         ("mail.example.org", "CAA"), ("mta-sts.example.org", "CNAME"), ("_mta-sts.example.org", "TXT"),
+                         ("autoconfig.example.org", "CNAME")] + [(f"{label}.example.org", "SRV")
+                                                                for label in SRV_LABELS]:
         assert zone[f"_mailhost.{rdtype.lower()}.{name}", "TXT"] == marker()
     assert zone["_mailhost.txt.example.org", "TXT"] == marker("v=spf1")
 
@@ -174,7 +187,7 @@ def test_every_page_is_read_and_350_foreign_sets_survive(aws, zone_id, dkim):
     assert zone["example.org", "MX"] == ["10 mail.example.org."]
 
     again, states = run(make_spec(aws), facts(dkim))
-    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 9  # NS, SOA, ours
+    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 18  # NS, SOA, ours
     assert (again.requests.reads, again.requests.writes) == (3, 0)
 
 

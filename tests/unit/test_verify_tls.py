@@ -372,15 +372,17 @@ def test_the_mail_ports_and_their_modes():
     assert {(e.port, e.mode, e.feature) for e in ENDPOINTS} == {
         (25, Mode.SMTP_STARTTLS, None), (587, Mode.SMTP_STARTTLS, None), (465, Mode.SMTP_TLS, None),
         (993, Mode.IMAP_TLS, None), (143, Mode.IMAP_STARTTLS, None),
-        (995, Mode.POP3_TLS, "pop3"), (4190, Mode.SIEVE_STARTTLS, "managesieve")}
+        (995, Mode.POP3_TLS, "pop3"), (4190, Mode.SIEVE_STARTTLS, "managesieve"), (443, Mode.HTTPS_TLS, "web")}
 
 
-@pytest.mark.parametrize("pop3, managesieve, extra", [(False, False, set()), (True, False, {995}),
-                                                      (False, True, {4190}), (True, True, {995, 4190})])
-def test_pop3_and_managesieve_are_checked_only_when_the_spec_turns_them_on(pop3, managesieve, extra):
-    features = SimpleNamespace(pop3=pop3, managesieve=managesieve)
+@pytest.mark.parametrize("pop3, managesieve, web, extra", [
+    (False, False, False, set()), (True, False, False, {995}), (False, True, False, {4190}),
+    (True, True, False, {995, 4190}), (False, False, True, {443}), (True, True, True, {443, 995, 4190})])
+def test_pop3_managesieve_and_https_are_checked_only_when_the_spec_turns_them_on(pop3, managesieve, web, extra):
+    features = SimpleNamespace(pop3=pop3, managesieve=managesieve, web=web)
     assert {e.port for e in endpoints(features)} == {25, 143, 465, 587, 993} | extra
     assert Mode("managesieve-starttls").protocol == "managesieve" and not Mode.SIEVE_STARTTLS.implicit
+    assert Mode("https-tls").protocol == "https" and Mode.HTTPS_TLS.implicit
 
 
 # --- all good -----------------------------------------------------------------------------------------------

@@ -225,6 +225,8 @@ class CloudflareProvider(Provider):
         if (data := to_data(rd)) is not None:  # for these types, `content` is what the API shows, not takes
             del body["content"]
             body["data"] = data
+            if "priority" in data:
+                priority = data["priority"]
         if priority is not None:
             body["priority"] = priority
         if change.rdtype in PROXIABLE:
@@ -285,11 +287,14 @@ def to_content(rd: dns.rdata.Rdata) -> tuple[str, int | None]:
 
 
 def to_data(rd: dns.rdata.Rdata) -> dict | None:
-    """The `data` object the API takes for the structured types mailhost writes (CAA, TLSA); None for others."""
+    """The `data` object the API takes for the structured types mailhost writes (CAA, TLSA, SRV); None for others."""
     if rd.rdtype == dns.rdatatype.CAA:
         return {"flags": rd.flags, "tag": rd.tag.decode(), "value": rd.value.decode()}
     if rd.rdtype == dns.rdatatype.TLSA:
         return {"usage": rd.usage, "selector": rd.selector, "matching_type": rd.mtype, "certificate": rd.cert.hex()}
+    if rd.rdtype == dns.rdatatype.SRV:
+        return {"priority": rd.priority, "weight": rd.weight, "port": rd.port,
+                "target": rd.target.to_text(omit_final_dot=True) or "."}
     return None
 
 

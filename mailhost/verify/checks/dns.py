@@ -38,6 +38,10 @@ def check_id(record_set: RecordSet) -> str:
         return "dns.dmarc-record"
     if record_set.claim == "v=spf1":
         return "dns.spf-record"
+    if record_set.name.startswith("_smtp._tls."):
+        return "dns.tlsrpt-record"
+    if record_set.name.startswith("_mta-sts."):
+        return "dns.mta-sts-record"
     return f"dns.{record_set.rdtype.lower()}"
 
 

@@ -22,7 +22,8 @@ SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ba
 
 def check_services(run: Run, spec: Spec) -> Iterable[Result]:
     hostname = spec.hostname
-    services = SERVICES + (["unbound"] if spec.resolver.enabled else [])
+    services = SERVICES + (["unbound"] if spec.resolver.enabled else []) + (["nginx"] if spec.features.web else []) \
+        + (["postfix-mta-sts-resolver"] if spec.features.mta_sts_outbound else [])
     states = dict(zip(services, run("systemctl is-active " + " ".join(services) + " || true").split()))
     down = [s for s in services if states.get(s) != "active"]
     if down:

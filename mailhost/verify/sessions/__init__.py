@@ -1,5 +1,5 @@
 """Conversations with the host's mail services, the one place that speaks their protocols: SMTP (with AUTH and
-a message, for the probe), IMAP (with login and fetch), POP3 and ManageSieve, each reaching TLS the way its
+a message, for the probe), IMAP (with login and fetch), POP3, ManageSieve and HTTPS (the MTA-STS policy), each reaching TLS the way its
 port does (implicit, or STARTTLS). The TLS checks, the SMTP policy checks and the mail probe all talk through
 here, and a failure anywhere becomes the same kind of Result (`SessionFailure.result`).
 
@@ -13,6 +13,7 @@ import ssl
 
 from .base import (HANDSHAKE, HELO_NAME, Mode, ProtocolError, Reply, Session, SessionFailure, StartTLSNotOffered,
                    describe, unverified_context, verify_fix, verifying_context)
+from .https import HttpsSession, Response
 from .imap import ImapSession
 from .managesieve import SieveSession
 from .pop3 import Pop3Session
@@ -20,6 +21,7 @@ from .smtp import SmtpSession
 
 SESSIONS: dict[str, type[Session]] = {
     "smtp": SmtpSession, "imap": ImapSession, "pop3": Pop3Session, "managesieve": SieveSession,
+    "https": HttpsSession,
 }
 
 
@@ -51,6 +53,6 @@ def open_session(address: str, port: int, mode: Mode | str, hostname: str, conte
     return session
 
 
-__all__ = ["HANDSHAKE", "HELO_NAME", "ImapSession", "Mode", "Pop3Session", "ProtocolError", "Reply", "Session",
+__all__ = ["HANDSHAKE", "HELO_NAME", "HttpsSession", "ImapSession", "Mode", "Pop3Session", "ProtocolError", "Reply", "Response", "Session",
            "SessionFailure", "SieveSession", "SmtpSession", "StartTLSNotOffered", "describe", "open_session",
            "unverified_context", "verify_fix", "verifying_context"]

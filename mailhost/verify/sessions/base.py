@@ -31,6 +31,7 @@ class Mode(str, Enum):
     IMAP_TLS = "imap-tls"
     POP3_TLS = "pop3-tls"
     SIEVE_STARTTLS = "managesieve-starttls"
+    HTTPS_TLS = "https-tls"
 
     @property
     def protocol(self) -> str:
