@@ -114,6 +114,27 @@ def _submit(lab, mail, subject: str, to: str = "bob@remote.test") -> None:
         smtp.send_message(message(sender, to, subject))
 
 
+def _held_then_delivered_verified(lab, mail, kind: str, hold, release, timeout: float = 60) -> None:
+    """With `hold()` in place, mail to remote.test waits in the queue for its certificate ("not verified"), never
+    sent another way; after `release()` and a queue flush it goes out over TLS that Postfix logs as verified."""
+    subject, started = f"{kind} {uuid.uuid4().hex}", int(time.time())
+    hold()
+    _submit(lab, mail, subject)
+    deadline, reason = time.monotonic() + timeout, ""
+    while "not verified" not in reason.lower():
+        assert time.monotonic() < deadline, f"not deferred for its certificate: {reason!r}"
+        time.sleep(1)
+        queue = [json.loads(line) for line in mail.host.ssh("postqueue -j").stdout.splitlines() if line]
+        reason = " ".join(r.get("delay_reason", "") for q in queue for r in q["recipients"])
+    assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
+    release()
+    mail.host.ssh("postqueue -f")
+    got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=timeout)
+    assert got.tls
+    log = mail.host.ssh(f"journalctl --no-pager -q --since @{started} SYSLOG_IDENTIFIER=postfix/smtp").stdout
+    assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-2000:]
+
+
 def _publish_receiver_tlsa(lab, mail, value: str | None) -> None:
     """Set (None: remove) the TLSA record of the lab receiver's port 25; wait until its zone serves it, and
     empty the host's resolver cache of that zone so Postfix sees it at once."""
@@ -137,18 +158,10 @@ def test_outbound_dane_a_matching_tlsa_is_verified_and_a_wrong_one_holds_the_mai
     TLS that Postfix logs as verified."""
     receiver_key = x509.load_pem_x509_certificate(lab.receiver.cert_file.read_bytes())
     right = tlsa_value(spki(receiver_key))
-    subject, started = f"dane {uuid.uuid4().hex}", int(time.time())
     try:
-        _publish_receiver_tlsa(lab, mail, "3 1 1 " + "ab" * 32)
-        _submit(lab, mail, subject)
-        _deferred_because(mail, "not verified")
-        assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
-        _publish_receiver_tlsa(lab, mail, right)
-        mail.host.ssh("postqueue -f")
-        got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
-        assert got.tls
-        log = mail.host.ssh(f"journalctl --no-pager -q --since @{started} SYSLOG_IDENTIFIER=postfix/smtp").stdout
-        assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-2000:]
+        _held_then_delivered_verified(lab, mail, "dane",
+                                      hold=lambda: _publish_receiver_tlsa(lab, mail, "3 1 1 " + "ab" * 32),
+                                      release=lambda: _publish_receiver_tlsa(lab, mail, right))
     finally:
         _publish_receiver_tlsa(lab, mail, None)
 
@@ -170,33 +183,17 @@ def _remote_policy(lab, mail, mx: str | None, policy_id: str = "") -> None:
     mail.host.ssh(f"unbound-control flush_zone {lab.receiver.domain} >/dev/null")
 
 
-def _deferred_because(mail, words: str, timeout: float = 60) -> str:
-    """The queue's delay reason once it says `words` (the message waits: never sent another way)."""
-    deadline, reason = time.monotonic() + timeout, ""
-    while words not in reason.lower():
-        assert time.monotonic() < deadline, f"not deferred for {words!r}: {reason!r}"
-        time.sleep(1)
-        queue = [json.loads(line) for line in mail.host.ssh("postqueue -j").stdout.splitlines() if line]
-        reason = " ".join(r.get("delay_reason", "") for q in queue for r in q["recipients"])
-    return reason
 
 
 def test_outbound_mta_sts_a_policy_not_naming_the_mx_holds_the_mail_one_that_does_delivers_it(lab, mail):
     """Postfix honours receivers' MTA-STS policies (postfix-mta-sts-resolver): with remote.test's policy in
     enforce mode naming another MX, mail to it waits in the queue; once the policy names its MX, it goes out over
     TLS Postfix verified against that name."""
-    subject, started = f"mta-sts {uuid.uuid4().hex}", int(time.time())
     try:
-        _remote_policy(lab, mail, f"other.{lab.receiver.domain}", "1" + uuid.uuid4().hex[:8])
-        _submit(lab, mail, subject)
-        _deferred_because(mail, "not verified")
-        assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
-        _remote_policy(lab, mail, lab.receiver.hostname, "2" + uuid.uuid4().hex[:8])
-        mail.host.ssh("postqueue -f")
-        got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
-        assert got.tls
-        log = mail.host.ssh(f"journalctl --no-pager -q --since @{started} SYSLOG_IDENTIFIER=postfix/smtp").stdout
-        assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-2000:]
+        _held_then_delivered_verified(
+            lab, mail, "mta-sts",
+            hold=lambda: _remote_policy(lab, mail, f"other.{lab.receiver.domain}", "1" + uuid.uuid4().hex[:8]),
+            release=lambda: _remote_policy(lab, mail, lab.receiver.hostname, "2" + uuid.uuid4().hex[:8]))
     finally:
         _remote_policy(lab, mail, None)
 
