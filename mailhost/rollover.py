@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import dns.exception
 
+from mailhost.dns import authoritative
+from mailhost.dns.records import rdata, tlsa_value
 from mailhost.spec import Spec
 
 TLS_DIR = "/etc/mailhost/tls"
@@ -36,7 +38,7 @@ REKEY_FILE = f"{STATE}/tls-rekey"  # the slot left by a switch, until it has its
 
 def slots(spec: Spec) -> tuple[str, str]:
     """The two certificate names of the host name."""
-    return spec.hostname, f"{spec.hostname}-b"
+    return spec.certificate_slots
 
 
 def other(spec: Spec, slot: str) -> str:
@@ -97,7 +99,6 @@ def decide(spec: Spec, state: HostTls, keys: dict[str, str], now: float, served_
     if now < ready_at:
         return Decision(False, f"key rollover waits until {int(ready_at - now)} s from now (the standby key's TLSA "
                                f"record must be served for dns.ttl = {spec.dns.ttl} s first); run again then")
-    from mailhost.dns.records import tlsa_value  # (records asks this module for the slots)
     value = tlsa_value(base64.b64decode(keys[standby]))
     if served_everywhere(value) is not True:
         return Decision(False, "key rollover waits: not every authoritative nameserver serves the standby key's "
@@ -107,17 +108,15 @@ def decide(spec: Spec, state: HostTls, keys: dict[str, str], now: float, served_
 
 def served_by_all_nameservers(spec: Spec, value: str) -> bool | None:
     """Does every authoritative nameserver of the host name's zone answer `_25._tcp.<host>` TLSA with `value`?"""
-    from mailhost.dns.records import rdata
-    from mailhost.verify.checks import dns as dns_checks
     zone = spec.zone_of(spec.hostname)
     if zone is None:
         return None
     wanted = rdata("TLSA", value)
     name = f"_25._tcp.{spec.hostname}"
     try:
-        res = dns_checks.resolver(spec.dns.resolvers)
-        servers = dns_checks.nameservers(zone, res)
+        res = authoritative.resolver(spec.dns.resolvers)
+        servers = authoritative.nameservers(zone, res)
         addresses = [a for found in servers.values() for a in found]
-        return bool(addresses) and all(wanted in dns_checks.ask(a, name, "TLSA")[1] for a in addresses)
+        return bool(addresses) and all(wanted in authoritative.ask(a, name, "TLSA")[1] for a in addresses)
     except dns.exception.DNSException:
         return None

@@ -22,7 +22,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
-from mailhost import rollover, web
+from mailhost import web
 from mailhost.spec import Domain, Spec
 
 TXT_CHUNK = 255  # the most bytes one TXT character-string can hold
@@ -159,7 +159,7 @@ def tlsa_value(spki_der: bytes) -> str:
 
 def tlsa(spec: Spec, facts: HostFacts) -> Iterable[RecordSet]:
     """DANE for mail to us (RFC 7672): senders that validate check the certificate on port 25 against it."""
-    keys = [None if facts.tls_keys is None else facts.tls_keys.get(slot) for slot in rollover.slots(spec)]
+    keys = [None if facts.tls_keys is None else facts.tls_keys.get(slot) for slot in spec.certificate_slots]
     values = None if None in keys else [rdata("TLSA", tlsa_value(base64.b64decode(key))) for key in keys]
     yield _set(spec, f"_25._tcp.{spec.hostname}", "TLSA", values,
                "DANE: the keys of the certificate on port 25, in use and standby (made on the host)")

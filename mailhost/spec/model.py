@@ -317,6 +317,11 @@ class Spec(Model):
         return usable[0] if usable else None
 
     @property
+    def certificate_slots(self) -> tuple[str, str]:
+        """The two certificates of the host name, each with a key of its own (`mailhost.rollover`)."""
+        return self.hostname, f"{self.hostname}-b"
+
+    @property
     def caa_issuer(self) -> str | None:
         """The ACME CA's CAA identity: the spec's, else the one its directory's host is known for."""
         if self.tls.caa_issuer:

@@ -83,7 +83,8 @@ def test_key_rollover_commands_get_the_slot_names_as_single_arguments():
     from mailhost import rollover
     from roles.certbot import mark_command, rekey_command, switch_command
     for value in HOSTILE:
-        spec = types.SimpleNamespace(hostname=f"mail{value}", tls=types.SimpleNamespace(key_generation=3))
+        spec = types.SimpleNamespace(hostname=f"mail{value}", tls=types.SimpleNamespace(key_generation=3),
+                                     certificate_slots=(f"mail{value}", f"mail{value}-b"))
         first, second = rollover.slots(spec)
         words = tokens(switch_command(spec, rollover.HostTls(first, 2, None)))
         assert words[words.index("-sfn") + 1] == f"/etc/letsencrypt/live/{second}"
