@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import dns.name
@@ -15,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailhost.dns import signing
 from mailhost.dns.providers import ConcurrentChange, DnsError, ZoneNotFound, make_provider
-from mailhost.dns.records import HostFacts, show
+from mailhost.dns.records import HostFacts, desired_records, show
 from mailhost.dns.sync import DnsSync
 from mailhost.dnssec import Anchor, tcp_query, validate_chain
 from mailhost.spec import parse_spec
@@ -50,7 +51,9 @@ def make_sync(lab, zone: str, tsig_file=None, **dns_extra) -> DnsSync:
 
 
 def facts(zone: str, key: str, selectors=("mail",)) -> HostFacts:
-    return HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {(zone, s): key for s in selectors})
+    """Every value the host tells known (the certificates' keys: any SubjectPublicKeyInfo will do)."""
+    return HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {(zone, s): key for s in selectors},
+                     {f"mail.{zone}": key, f"mail.{zone}-b": key})
 
 
 def published(sync: DnsSync, zone: str) -> dict[tuple[str, str], set[str]]:
@@ -65,7 +68,9 @@ def test_records_are_published_validated_and_a_second_apply_writes_nothing(lab, 
     key = dkim_key()
     sync = make_sync(lab, zone)
     states = sync.apply(sync.plan(facts(zone, key)))
-    assert {c.action for c in states[0].plan.changes} == {"create"} and len(states[0].plan.changes) == 6
+    wanted = {(s.name, s.rdtype) for s in desired_records(sync.spec, facts(zone, key))}
+    assert {c.action for c in states[0].plan.changes} == {"create"}
+    assert {(c.name, c.rdtype) for c in states[0].plan.changes} == wanted and len(wanted) == 18
     assert sync.provider.requests.writes == 1  # one UPDATE message for the zone
 
     # Read back from the server: ours are there, the foreign records are untouched.
@@ -82,7 +87,10 @@ def test_records_are_published_validated_and_a_second_apply_writes_nothing(lab, 
     (rdata,) = list(dkim)
     assert b"".join(rdata.strings) == f"v=DKIM1; k=rsa; p={key}".encode()
     assert max(len(s) for s in rdata.strings) == 255 and len(rdata.strings) == 2
-    for name, rdtype in [(zone, "MX"), (f"_dmarc.{zone}", "TXT"), (f"mail.{zone}", "AAAA")]:
+    for name, rdtype in [(zone, "MX"), (f"_dmarc.{zone}", "TXT"), (f"mail.{zone}", "AAAA"),
+                         (f"_25._tcp.mail.{zone}", "TLSA"), (f"mail.{zone}", "CAA"), (f"_mta-sts.{zone}", "TXT"),
+                         (f"_submissions._tcp.{zone}", "SRV"), (f"_pop3._tcp.{zone}", "SRV"),
+                         (f"autoconfig.{zone}", "CNAME")]:
         assert validate_chain(name, rdtype, anchor, query)
 
     # Re-run: nothing to change, no write, two reads (SOA + AXFR).
@@ -173,6 +181,10 @@ def test_dnssec_report_names_the_ds_to_publish_when_the_parent_lacks_it(lab, zon
     handle = sync.provider.zone(zone)
     expected = signing.ds_of_keys(zone, [k for k in lab.dns.dnskeys(zone)])
     lab.dns.update("test.", lambda u: u.delete(dns.name.from_text(zone + "."), "DS"))
+    deadline = time.monotonic() + 10  # BIND's inline signing publishes the change a moment later
+    while lab.dns.query_auth(zone + ".", "DS").answer:
+        assert time.monotonic() < deadline, f"the DS of {zone} is still served"
+        time.sleep(0.05)
     report = signing.report(sync.provider, handle, True, [lab.cfg.nameserver])
     assert report.signed and not report.parent_ok and report.at_parent == ()
     assert report.ds == expected
@@ -192,8 +204,10 @@ def test_the_dns_command_plans_and_applies_without_the_host(lab, zone, tmp_path,
     assert main(["dns", "plan", "--json", str(spec_file)]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert {(c["action"], c["type"]) for c in plan["zones"][0]["changes"]} == {
-        ("create", "A"), ("create", "MX"), ("create", "TXT")}
-    assert [p["name"] for p in plan["zones"][0]["pending"]] == [f"mail._domainkey.{zone}"]  # the host's key
+        ("create", "A"), ("create", "MX"), ("create", "TXT"), ("create", "CAA"), ("create", "CNAME"),
+        ("create", "SRV")}
+    assert sorted(p["name"] for p in plan["zones"][0]["pending"]) == [  # the host's keys
+        f"_25._tcp.mail.{zone}", f"mail._domainkey.{zone}"]
     assert plan["requests"]["writes"] == 0 and plan["dnssec"][0]["parent_ok"]
 
     assert main(["dns", "apply", str(spec_file)]) == 0

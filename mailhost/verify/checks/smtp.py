@@ -246,9 +246,11 @@ def check_vrfy_expn(address: str, hostname: str, timeout: float = 10.0) -> list[
             replies = {verb: session.command(f"{verb} postmaster", verb) for verb in ("VRFY", "EXPN")}
     except SessionFailure as failure:
         return [failure.result("smtp.vrfy", subject)]
-    told = [f"{verb} ({reply})" for verb, reply in replies.items() if reply.code in ("250", "251")]
+    # Refused is 5xx (Postfix: 502 when disabled). Any 2xx is an answer: with VRFY on, Postfix says 252 for an
+    # address that exists and 550 for one that does not.
+    told = [f"{verb} ({reply})" for verb, reply in replies.items() if reply.code.startswith("2")]
     if told:
-        return [error("smtp.vrfy", subject, f"answers {' and '.join(told)} to a stranger",
+        return [error("smtp.vrfy", subject, f"answers {' and '.join(told)} to a stranger (not refused)",
                       "Postfix: disable_vrfy_command = yes (EXPN it never offers)")]
     return [ok("smtp.vrfy", subject, "VRFY and EXPN refused (" + "; ".join(f"{v} {r.code}" for v, r in
                                                                         replies.items()) + ")")]
