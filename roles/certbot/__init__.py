@@ -104,6 +104,10 @@ class Certificates(FactBase):
                 "printf '%s ' \"$(basename \"$(dirname \"$c\")\")\"; "
                 "openssl x509 -in \"$c\" -noout -ext subjectAltName | tail -n +2 | tr -d ' \\n'; echo; done")
 
+    @staticmethod
+    def default() -> dict[str, list[str]]:
+        return {}
+
     def process(self, output: list[str]) -> dict[str, list[str]]:
         found = {}
         for line in output:
@@ -147,7 +151,7 @@ def host_tls(spec: Spec) -> tuple[rollover.HostTls, dict[str, str], rollover.Dec
     """The host's key state and keys as the run found them, and whether this run switches keys: read and decided
     once per host (`ready` and `mark_published` both ask)."""
     if host.name not in _tls:
-        state, keys = host.get_fact(HostTlsState), host.get_fact(TlsPublicKeys)
+        state, keys = host.get_fact(HostTlsState), host.get_fact(TlsPublicKeys) or {}
         decision = rollover.decide(spec, state, keys, time.time(),
                                    lambda value: rollover.served_by_all_nameservers(spec, value))
         _tls[host.name] = (state, keys, decision)
