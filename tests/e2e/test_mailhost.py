@@ -130,8 +130,14 @@ def _held_then_delivered_verified(lab, mail, kind: str, hold, release, timeout: 
     assert [r["address"] for q in queue for r in q["recipients"]] == ["bob@remote.test"], queue  # it waits
     assert not [d for d in lab.spool.messages() if d.message["Subject"] == subject]
     release()
-    mail.host.ssh("postqueue -f")
-    got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while True:  # (a flush right after the reload that `release` did may reach no queue manager yet)
+        mail.host.ssh("postqueue -f")
+        try:
+            got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=5)
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, f"not delivered:\n{mail.host.ssh(journal).stdout[-3000:]}"
     assert got.tls
     log = mail.host.ssh(journal).stdout
     assert f"Verified TLS connection established to {lab.receiver.hostname}" in log, log[-3000:]
