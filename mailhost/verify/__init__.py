@@ -139,14 +139,15 @@ def run_checks(target: Target) -> Iterable[Result]:
 
 
 def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) -> Iterable[Result]:
-    """TLS, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick either); SMTP
-    policy on the first; DNSBLs."""
+    """The certificate, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick
+    either, and another machine may answer on one); TLS versions (a service's setting, two handshakes more per
+    port) and SMTP policy on the first; DNSBLs."""
     from .checks import smtp, tls
     spec, address = target.spec, addresses[0]
     for each in addresses:
         for endpoint in tls.endpoints(spec.features):
             for result in tls.check_tls(each, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
-                                        spec.verify.cert_min_days):
+                                        spec.verify.cert_min_days, versions=each == address):
                 yield _on(result, each, addresses)
         for result in smtp.check_banner(each, spec.hostname):
             yield _on(result, each, addresses)

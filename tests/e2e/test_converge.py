@@ -144,10 +144,14 @@ def test_someone_elses_policy_rc_d_is_left_alone(lab, fresh_host, tmp_path):
 
 @pytest.mark.vm
 def test_vm_converges_stays_converged_and_comes_back_after_reboot(lab, fresh_host, tmp_path):
+    # Under emulation every package and handshake is slow: the VM converges the mail stack without the web and
+    # MTA-STS parts (nginx, the MTA-STS resolver), which containers of both releases cover, and its no-op
+    # re-run skips verify (the first run and the run after the reboot verify).
     host = fresh_host("vm")
-    env = make_mail_env(lab, host, tmp_path, domains=1)
+    env = make_mail_env(lab, host, tmp_path, domains=1,
+                        extra={"features": {"mta_sts": "off", "autoconfig": False, "mta_sts_outbound": False}})
     run_deploy([host], {"spec": str(env.spec_path)}, timeout=3600).check()
-    again = run_deploy([host], {"spec": str(env.spec_path)}, timeout=1800).check()
+    again = run_deploy([host], {"spec": str(env.spec_path), "verify": False}, timeout=1800).check()
     assert not again.changed, f"re-run changed {again.changed}"
     # A VM keeps its own clock: time sync was started by the deploy, not only at the next boot.
     assert host.ssh("systemctl is-active systemd-timesyncd", check=False).stdout.strip() == "active"

@@ -101,12 +101,13 @@ def _too_old(failure: SessionFailure) -> bool:
 
 
 def check_tls(address: str, port: int, mode: Mode | str, hostname: str, ca_file: str | None = None,
-              min_days: int = 14, timeout: float = 10.0) -> list[Result]:
+              min_days: int = 14, timeout: float = 10.0, versions: bool = True) -> list[Result]:
     """The certificate (chain, name), its expiry and the TLS versions of one port.
 
     `address` is what to connect to; `hostname` is what the certificate must name (and the SNI).
     Results: "tls.connect", "tls.starttls" or "tls.versions" (no TLS 1.2+) alone when no TLS session comes
-    about; otherwise "tls.certificate", "tls.expiry" and "tls.versions"."""
+    about; otherwise "tls.certificate", "tls.expiry" and (with `versions`: the old versions refused, which takes
+    two more handshakes) "tls.versions"."""
     mode, subject = Mode(mode), f"{hostname}:{port}"
     rejected: ssl.SSLCertVerificationError | None = None
     try:
@@ -126,8 +127,8 @@ def check_tls(address: str, port: int, mode: Mode | str, hostname: str, ca_file:
                 cert, version, cipher = session.certificate(), session.tls_version, session.cipher
         except SessionFailure as again:
             return [failure.result("tls.certificate", subject), again.result("tls.connect", subject)]
-    return [_chain(cert, rejected, hostname, ca_file, subject), _expiry(cert, min_days, subject),
-            _versions(address, port, mode, hostname, timeout, f"{version} ({cipher})", subject)]
+    return [_chain(cert, rejected, hostname, ca_file, subject), _expiry(cert, min_days, subject)] + (
+        [_versions(address, port, mode, hostname, timeout, f"{version} ({cipher})", subject)] if versions else [])
 
 
 def _names(cert: x509.Certificate) -> list[str]:
