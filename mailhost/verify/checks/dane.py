@@ -63,13 +63,14 @@ def check_tlsa(hostname: str, addresses: Iterable[str], anchor: dnssec.Anchor, q
             yield error(CHECK, subject, f"no DNSSEC-validated TLSA record: {problem}",
                         f"publish {expected} in a signed zone (the deploy does)")
         elif any(matches(rd, cert) for rd in rrset):
-            yield ok(CHECK, subject, f"TLSA {' / '.join(rd.to_text()[:22] + '…' for rd in rrset)} matches the "
-                                     "certificate served, DNSSEC-validated")
+            shown = sorted(rd.to_text()[:22] + "…" for rd in rrset)  # (an RRset comes in any order)
+            yield ok(CHECK, subject, f"TLSA {' / '.join(shown)}: one matches the certificate served, "
+                                     "DNSSEC-validated")
         elif all(rd.usage in (0, 2) for rd in rrset):
             yield warn(CHECK, subject, "the TLSA records name a CA (usage 0/2), which is not checked here",
                        f"publish {expected} as well")
         else:
             yield error(CHECK, subject, f"no TLSA record matches the certificate served: DANE senders hold "
-                                        f"their mail (published: {', '.join(rd.to_text() for rd in rrset)})",
+                                        f"their mail (published: {', '.join(sorted(rd.to_text() for rd in rrset))})",
                         f"publish {expected} (the deploy does; wait for the old record's TTL before a new key)")
 
