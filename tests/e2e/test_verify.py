@@ -315,6 +315,9 @@ HOST_FAULTS = {
         "-out /root/c.pem 2>/dev/null && postconf -e 'smtpd_tls_chain_files = /root/k.pem, /root/c.pem' "
         "&& postfix reload", {"tls.certificate", "dane.tlsa"}, {"mail.probe"}),
     "MTA-STS policy gone": ("rm /etc/nginx/mailhost/mta-sts.txt", {"mta-sts.policy"}, set()),
+    # Bounces and complaints would have nowhere to go (the site's one domain has no catch-all).
+    "postmaster@ and abuse@ unrouted": ("sed -i -e '/^postmaster@/d' -e '/^abuse@/d' /etc/postfix/virtual_aliases && "
+                                        "postmap /etc/postfix/virtual_aliases", {"smtp.role-addresses"}, set()),
     "VRFY allowed": ("postconf -e disable_vrfy_command=no && postfix reload", {"smtp.vrfy"}, set()),
     # The host's resolver stops validating (what a bad edit does), or the host stops using it (what a DHCP
     # client or systemd-resolved rewriting resolv.conf does): either way Postfix's DANE has nothing to stand on.
