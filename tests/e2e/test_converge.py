@@ -33,7 +33,7 @@ def test_dry_run_on_a_fresh_host_shows_the_plan_and_changes_nothing(lab, fresh_h
     assert result.returncode == 0, result.output[-3000:]
     assert "Detected changes" in result.output
     for op in ("base | Hostname is the mail host name", "base | Mail stack packages",
-               "certbot | Certificate for", "postfix | Install /etc/postfix/main.cf"):
+               "certbot | Certificates for", "postfix | Install /etc/postfix/main.cf"):
         assert op in result.output, f"the plan does not show {op!r}"
     # The DNS plan is shown too: what is known, and the DKIM key the host has not made yet.
     domain = env.domains[0]
