@@ -279,19 +279,25 @@ def test_a_zone_that_keeps_failing_does_not_stop_the_others(fake, spec, keys):
     assert provider.requests.writes == 1 and len(fake.records("broken.example")) == PER_DOMAIN
 
 
-def test_caa_and_tlsa_are_written_through_data_and_read_back_from_the_content_cloudflare_shows(fake, spec, keys):
-    """Cloudflare takes CAA and TLSA as a structured `data` object (their `content` is its read-only rendering):
-    the provider sends `data` alone, reads the content back as the same records, and a re-run writes nothing."""
-    sent = []
-    provider = make_provider(spec().dns.provider, OWNER)
-    original = provider.writer.dns.records.batch  # what the provider hands the SDK, seen on its way
+def sync_seeing_posts(the_spec, keys):
+    """Sync every record of `the_spec` once; (the provider, the records it posted as it handed them to the SDK)."""
+    sent: list[dict] = []
+    provider = make_provider(the_spec.dns.provider, OWNER)
+    original = provider.writer.dns.records.batch
 
     def batch(**kwargs):
         sent.extend(kwargs.get("posts", []))
         return original(**kwargs)
     provider.writer.dns.records.batch = batch
-    sync = DnsSync(spec(), provider)
+    sync = DnsSync(the_spec, provider)
     sync.apply(sync.plan(facts(keys)))
+    return provider, sent
+
+
+def test_caa_and_tlsa_are_written_through_data_and_read_back_from_the_content_cloudflare_shows(fake, spec, keys):
+    """Cloudflare takes CAA and TLSA as a structured `data` object (their `content` is its read-only rendering):
+    the provider sends `data` alone, reads the content back as the same records, and a re-run writes nothing."""
+    provider, sent = sync_seeing_posts(spec(), keys)
     posted = {p["type"]: p for p in sent if p["type"] in ("CAA", "TLSA")}
     digest = tlsa(keys["tls"]).split()[-1]
     assert posted["CAA"]["data"] == {"flags": 0, "tag": "issue", "value": "letsencrypt.org"}
@@ -319,16 +325,7 @@ def test_srv_is_written_through_data_and_read_back_from_the_content_cloudflare_s
     """Cloudflare takes an SRV as `data` {priority, weight, port, target} and shows `content` "weight port
     target" with the priority beside it: the client SRV records (the null "0 0 0 ." of a service not offered
     too) are sent as data, stored as Cloudflare shows them, read back as the same records, and a re-run is free."""
-    sent = []
-    provider = make_provider(spec().dns.provider, OWNER)
-    original = provider.writer.dns.records.batch
-
-    def batch(**kwargs):
-        sent.extend(kwargs.get("posts", []))
-        return original(**kwargs)
-    provider.writer.dns.records.batch = batch
-    sync = DnsSync(spec(), provider)
-    sync.apply(sync.plan(facts(keys)))
+    provider, sent = sync_seeing_posts(spec(), keys)
     posted = {p["name"]: p for p in sent if p["type"] == "SRV"}
     assert set(posted) == {f"{label}.example.org" for label in ("_submissions._tcp", "_submission._tcp", "_imaps._tcp",
                                                                "_imap._tcp", "_pop3s._tcp", "_pop3._tcp")}
