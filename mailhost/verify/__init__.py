@@ -21,7 +21,7 @@ from .checks import dns as dns_checks
 from .checks import dnssec as dnssec_checks
 from .checks import host as host_checks
 from .checks.caa import check_caa
-from .checks.dane import check_tlsa
+from .checks.dane import check_tlsa, served_certificate
 from .checks.dmarc import check_dmarc
 from .checks.mta_sts import check_autoconfig, check_mta_sts
 from .checks.tlsrpt import check_tlsrpt
@@ -30,6 +30,7 @@ from .checks.spf import check_spf
 from .checks.reverse import check_reverse
 from .report import Report
 from .result import Result, Status, error, ok, warn
+from .sessions import SessionFailure
 
 # (name, rdtype) probed for DNSSEC besides the apex: what receivers ask about.
 DNSSEC_PROBES = ("MX", "TXT")
@@ -122,7 +123,6 @@ def run_checks(target: Target) -> Iterable[Result]:
         yield from despite_caches(lambda lk: check_tlsrpt(domain, lk), lookup, fresh)
         yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, spec.dns.dmarc.policy),
                                   lookup, fresh)
-    yield from despite_caches(lambda lk: check_caa(spec.hostname, spec.caa_issuer, lk), lookup, fresh)
     query = dnssec.tcp_query(res.nameservers[0])
     for zone in spec.dns_zones:
         probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]
@@ -141,7 +141,7 @@ def run_checks(target: Target) -> Iterable[Result]:
 def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) -> Iterable[Result]:
     """The certificate, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick
     either, and another machine may answer on one); TLS versions (a service's setting, two handshakes more per
-    port) and SMTP policy on the first; DNSBLs."""
+    port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs."""
     from .checks import smtp, tls
     spec, address = target.spec, addresses[0]
     for each in addresses:
@@ -152,6 +152,11 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) 
         for result in smtp.check_banner(each, spec.hostname):
             yield _on(result, each, addresses)
     yield from check_tlsa(spec.hostname, addresses, target.anchor, query)
+    try:
+        served = served_certificate(address, spec.hostname)
+    except SessionFailure:
+        served = None  # the TLS check of port 25 says why
+    yield from despite_caches(lambda lk: check_caa(spec.hostname, spec.caa_issuer, lk, served), lookup, fresh)
     for domain in spec.domain_names:
         if spec.features.mta_sts != "off":
             yield from check_mta_sts(domain, spec.hostname, spec.features.mta_sts, address, lookup, target.ca_file)

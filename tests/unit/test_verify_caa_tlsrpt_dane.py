@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mailhost.dns.records import rdata
-from mailhost.verify.checks.caa import check_caa, issuers, relevant_caa
+from mailhost.verify.checks.caa import check_caa, issuer_identity, issuers, relevant_caa
 from mailhost.verify.checks.dane import matches, spki
 from mailhost.verify.checks.tlsrpt import check_tlsrpt
 from mailhost.verify.result import Status
@@ -143,11 +143,15 @@ def test_tlsrpt_lookup_timeout_is_a_timeout():
 
 
 # -- DANE: TLSA records against a certificate ------------------------------------------------------------
-def certificate(key=None) -> x509.Certificate:
+def certificate(key=None, issuer_organization: str | None = None) -> x509.Certificate:
+    """A certificate for HOST, self-signed unless an issuer organization is named."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    issuer = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, issuer_organization),
+                        x509.NameAttribute(NameOID.COMMON_NAME, "R11")]) if issuer_organization else name
     now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(issuer).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now)
             .not_valid_after(now + datetime.timedelta(days=90))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)

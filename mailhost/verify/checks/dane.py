@@ -38,6 +38,13 @@ def matches(rd, cert: Certificate) -> bool:
     return DIGESTS[rd.mtype](data) == rd.cert
 
 
+def served_certificate(address: str, hostname: str, timeout: float = 10.0) -> Certificate:
+    """The certificate port 25 presents after STARTTLS, unverified (raises SessionFailure)."""
+    with open_session(address, 25, Mode.SMTP_STARTTLS, hostname, unverified_context(), timeout,
+                      handshake_only=True) as session:
+        return session.certificate()
+
+
 def check_tlsa(hostname: str, addresses: Iterable[str], anchor: dnssec.Anchor, query: dnssec.Query,
                connect_timeout: float = 10.0) -> Iterable[Result]:
     """The TLSA RRset of port 25, validated, against the certificate served on every address."""
@@ -52,9 +59,7 @@ def check_tlsa(hostname: str, addresses: Iterable[str], anchor: dnssec.Anchor, q
     for address in addresses:
         subject = f"{hostname}:25 ({address})"
         try:
-            with open_session(address, 25, Mode.SMTP_STARTTLS, hostname, unverified_context(), connect_timeout,
-                              handshake_only=True) as session:
-                cert = session.certificate()
+            cert = served_certificate(address, hostname, connect_timeout)
         except SessionFailure as failure:
             yield failure.result(CHECK, subject)
             continue
