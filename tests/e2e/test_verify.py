@@ -62,7 +62,8 @@ def restore(site) -> None:
 
 def test_a_resolver_that_cannot_validate_is_never_switched_to(lab, site):
     """A host whose unbound cannot validate (here: a trust anchor that is not the lab's key) stays on the
-    resolver it had: the deploy fails at the switch, and the host still resolves names."""
+    resolver it had: the deploy fails at the switch, and the host still resolves names. A host already
+    switched when its anchor changes to a bad one goes back to that resolver, and a good run switches again."""
     site.host.ssh("printf 'nameserver %s\\n' " + lab.cfg.gateway + " > /etc/resolv.conf && "
                   "rm /var/lib/mailhost/staged/etc/resolv.conf")  # as before the first switch
     spec = yaml.safe_load(site.spec_path.read_text())
@@ -78,6 +79,17 @@ def test_a_resolver_that_cannot_validate_is_never_switched_to(lab, site):
         assert "unbound does not answer with validated data" in result.output
         assert site.host.ssh("cat /etc/resolv.conf").stdout.strip() == f"nameserver {lab.cfg.gateway}"
         # (a lab name other than the host's own, which /etc/hosts answers)
+        assert lab.cfg.nameserver in site.host.ssh(f"getent ahosts ns1.{lab.cfg.parent_zone}").stdout.split()
+    finally:
+        restore(site)
+    assert "127.0.0.1" in site.host.ssh("cat /etc/resolv.conf").stdout
+    try:  # switched now: the bad anchor reaches a running unbound the host asks
+        result = run_deploy([site.host], {"spec": str(broken)})
+        assert result.returncode != 0, result.output[-3000:]
+        assert "unbound does not answer with validated data: the host goes back to the resolver it had" \
+            in result.output
+        for path in ("/etc/resolv.conf", "/var/spool/postfix/etc/resolv.conf"):
+            assert site.host.ssh(f"cat {path}").stdout.strip() == f"nameserver {lab.cfg.gateway}", path
         assert lab.cfg.nameserver in site.host.ssh(f"getent ahosts ns1.{lab.cfg.parent_zone}").stdout.split()
     finally:
         restore(site)
