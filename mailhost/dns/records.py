@@ -119,16 +119,24 @@ def dkim(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
 
 def dmarc_rua(spec: Spec, domain: Domain) -> list[str]:
     """Where DMARC reports go: the spec's addresses, else postmaster@ the domain (always ours: `Spec.role_aliases`)."""
-    return spec.dns.dmarc.rua or [f"postmaster@{domain.name}"]
+    return spec.dmarc_of(domain).rua or [f"postmaster@{domain.name}"]
+
+
+def dmarc_value(spec: Spec, domain: Domain) -> str:
+    """The domain's DMARC record (alignment tags only where strict: relaxed is what their absence means)."""
+    policy = spec.dmarc_of(domain)
+    tags = [("v", "DMARC1"), ("p", policy.policy)]
+    if policy.subdomain_policy:
+        tags.append(("sp", policy.subdomain_policy))
+    tags += [(tag, "s") for tag, alignment in (("adkim", policy.dkim_alignment), ("aspf", policy.spf_alignment))
+             if alignment == "strict"]
+    tags.append(("rua", ",".join(f"mailto:{a}" for a in dmarc_rua(spec, domain))))
+    return "; ".join(f"{tag}={value}" for tag, value in tags)
 
 
 def dmarc(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
-    policy = spec.dns.dmarc
-    value = f"v=DMARC1; p={policy.policy}"
-    if policy.subdomain_policy:
-        value += f"; sp={policy.subdomain_policy}"
-    value += "; rua=" + ",".join(f"mailto:{a}" for a in dmarc_rua(spec, domain))
-    yield _set(spec, f"_dmarc.{domain.name}", "TXT", [txt(value)], "DMARC policy and where reports go")
+    yield _set(spec, f"_dmarc.{domain.name}", "TXT", [txt(dmarc_value(spec, domain))],
+               "DMARC policy and where reports go")
 
 
 def dmarc_report_authorization(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:

@@ -49,6 +49,7 @@ class Domain(Model):
     dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
         "DKIM selectors for this domain (default: dkim.selectors)", None)
     spf: PlainText | None = doc("SPF record of this domain (default: dns.spf)", None)
+    dmarc: Dmarc | None = doc("This domain's own DMARC settings: any field it leaves out comes from dns.dmarc", None)
 
 
 class Mailbox(Model):
@@ -165,14 +166,25 @@ class Route53(Model):
 DnsProvider = Annotated[Union[Cloudflare, Route53, Rfc2136], Field(discriminator="kind")]
 
 
+DmarcPolicy = Annotated[str, OneOf("none", "quarantine", "reject")]
+Alignment = Annotated[str, OneOf("relaxed", "strict")]
+
+
 class Dmarc(Model):
-    policy: Annotated[str, OneOf("none", "quarantine", "reject")] = doc("What receivers do with mail that fails DMARC",
-                                                          "quarantine")
-    subdomain_policy: Annotated[str, OneOf("none", "quarantine", "reject")] | None = doc(
-        "Policy for subdomains (default: the same as policy)", None)
+    policy: DmarcPolicy = doc("What receivers do with mail that fails DMARC", "quarantine")
+    subdomain_policy: DmarcPolicy | None = doc("Policy for subdomains (default: the same as policy)", None)
     rua: list[Annotated[str, Email()]] = doc(
         "Where aggregate reports go (default: postmaster@ the domain, which mailhost routes to a mailbox when the "
         "spec does not)", [])
+    dkim_alignment: Alignment = doc(
+        "DKIM alignment (adkim): strict needs the signing domain to be the From domain itself, relaxed also "
+        "accepts its organizational domain", "relaxed")
+    spf_alignment: Alignment = doc("SPF alignment (aspf), as dkim_alignment for the envelope sender's domain",
+                                   "relaxed")
+
+    def merged(self, own: Dmarc | None) -> Dmarc:
+        """These settings with those a domain set itself (only the fields it gave) taking precedence."""
+        return self.model_copy(update={field: getattr(own, field) for field in own.model_fields_set}) if own else self
 
 
 class Dns(Model):
@@ -180,8 +192,9 @@ class Dns(Model):
         "Where to publish the records (absent: mailhost does not touch DNS; `mailhost dns plan` still shows them)",
         None)
     zones: list[Annotated[str, DomainName()]] = doc(
-        "Zones at the provider (default: the mail domains). Each record goes to the longest zone containing it, "
-        "so list e.g. example.org when the mail domains are subdomains of it", [])
+        "Zones at the provider (default: the mail domains, except those under another mail domain, which go in "
+        "its zone). Each record goes to the longest zone containing it, so list e.g. example.org when the mail "
+        "domains are subdomains of it, or lists.example.org when that is a zone of its own", [])
     ttl: Annotated[int, Duration()] = doc("TTL of the records mailhost publishes", 3600)
     host_addresses: bool = doc("Publish A/AAAA of the host name (turn off when something else manages them)", True)
     spf: PlainText = doc("SPF record of every domain that sets none", "v=spf1 mx -all")
@@ -264,13 +277,23 @@ class Spec(Model):
     def selectors(self, domain: Domain) -> list[str]:
         return domain.dkim_selectors or self.dkim.selectors
 
+    def dmarc_of(self, domain: Domain) -> Dmarc:
+        """The domain's DMARC settings: its own, the rest from dns.dmarc."""
+        return self.dns.dmarc.merged(domain.dmarc)
+
+    def domain(self, name: str) -> Domain:
+        return next(d for d in self.domains if d.name == name)
+
     @property
     def dns_owner(self) -> str:
         return self.dns.owner or re.sub(r"[^a-z0-9-]", "-", self.hostname)[:63].strip("-")
 
     @property
     def dns_zones(self) -> list[str]:
-        return self.dns.zones or self.domain_names
+        """The spec's zones, else the mail domains but those under another one (lists.example.org beside
+        example.org is a name in example.org's zone, as it is at most providers)."""
+        names = self.domain_names
+        return self.dns.zones or [n for n in names if not any(n.endswith("." + other) for other in names)]
 
     def zone_of(self, name: str) -> str | None:
         """The longest of our zones that contains `name` (None: outside all of them)."""

@@ -119,10 +119,10 @@ def run_checks(target: Target) -> Iterable[Result]:
     facts = HostFacts(tuple(addresses), keys, tls_keys)
     yield from dns_checks.check_records(spec, facts, target.resolvers)
     for domain in spec.domain_names:
+        policy = spec.dmarc_of(spec.domain(domain)).policy
         yield from despite_caches(lambda lk: check_spf(domain, addresses, lk), lookup, fresh)
         yield from despite_caches(lambda lk: check_tlsrpt(domain, lk), lookup, fresh)
-        yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, spec.dns.dmarc.policy),
-                                  lookup, fresh)
+        yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, policy), lookup, fresh)
     query = dnssec.tcp_query(res.nameservers[0])
     for zone in spec.dns_zones:
         probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]

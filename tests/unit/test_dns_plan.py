@@ -307,3 +307,28 @@ def test_tls_reports_go_where_dmarc_reports_go_unless_the_spec_says():
     assert tlsrpt(own, "example.org") == "v=TLSRPTv1; rua=mailto:tls@example.com,mailto:bob@example.net"
     # TLS-RPT has no report authorisation: only the DMARC address of another of our domains is authorised.
     assert [k for k in by_key(own) if "._report." in k[0]] == [("example.net._report._dmarc.example.org", "TXT")]
+
+
+def test_each_domain_publishes_its_own_dmarc_policy_the_rest_from_the_defaults():
+    """Issue 15's new user: example.org rejects, lists.example.org (a name in example.org's zone, no zones
+    listed) quarantines and is aligned strictly; dns.dmarc's report address is everyone's default."""
+    s = parse_spec({"hostname": "mail.example.org", "mailboxes": [{"address": "alice@example.org",
+                                                                   "password_hash": HASH}],
+                    "domains": [{"name": "example.org", "dmarc": {"policy": "reject"}},
+                                {"name": "lists.example.org",
+                                 "dmarc": {"policy": "quarantine", "subdomain_policy": "none",
+                                           "dkim_alignment": "strict", "spf_alignment": "strict"}}],
+                    "dns": {"dmarc": {"policy": "none", "rua": ["reports@example.org"]}}})
+    assert s.dns_zones == ["example.org"]  # the subdomain's records go in its parent's zone
+    records = {d.name: d for d in desired_records(s, FACTS) if d.rdtype == "TXT"}
+    assert {name: [txt_value(rd) for rd in records[name].rdatas] for name in
+            ("_dmarc.example.org", "_dmarc.lists.example.org")} == {
+        "_dmarc.example.org": ["v=DMARC1; p=reject; rua=mailto:reports@example.org"],
+        "_dmarc.lists.example.org": ["v=DMARC1; p=quarantine; sp=none; adkim=s; aspf=s; "
+                                     "rua=mailto:reports@example.org"]}
+    assert {s.zone_of(name) for name in records} == {"example.org"}
+    # A domain that sets nothing gets dns.dmarc whole; dns.zones given is taken as it is.
+    plain = spec(dmarc={"policy": "reject", "dkim_alignment": "strict"})
+    assert [txt_value(rd) for d in desired_records(plain, FACTS) if d.name == "_dmarc.example.net"
+            for rd in d.rdatas] == ["v=DMARC1; p=reject; adkim=s; rua=mailto:postmaster@example.net"]
+    assert plain.dns_zones == ["example.org", "example.net"]

@@ -60,8 +60,10 @@ def test_example_spec_is_valid(tmp_path, monkeypatch):
     monkeypatch.setenv("MAILHOST_PW_BOB", "battery staple")
     monkeypatch.setenv("CLOUDFLARE_API_TOKEN", "not-a-real-token")
     spec = load_spec(tmp_path / "spec.yaml")
-    assert spec.domain_names == ["example.org", "example.net"]
-    assert spec.selectors(spec.domains[1]) == ["mail", "mail2026"]
+    assert spec.domain_names == ["example.org", "lists.example.org", "example.net"]
+    assert spec.dns_zones == ["example.org", "example.net"]
+    assert [spec.dmarc_of(d).policy for d in spec.domains] == ["reject", "quarantine", "quarantine"]
+    assert spec.selectors(spec.domains[2]) == ["mail", "mail2026"]
     assert spec.aliases[1].source == "@example.net"
     assert spec.mailboxes[0].quota == 5 * 1024 ** 3
     assert spec.fail2ban.bantime == 3600 and spec.fail2ban.findtime == 600
