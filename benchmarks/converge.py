@@ -51,11 +51,15 @@ def row(what: str, value: str, target: str = "") -> None:
 
 def memory(host: TestHost, when: str, target: str = "") -> float:
     """The stack's resident set (each physical page once), with per-process RSS summed and PSS; returns MB."""
-    out = host.ssh("python3 - " + " ".join(SERVICES), input=STACK_MEMORY.read_text()).stdout
-    rss_sum, pss_sum, resident = (int(kib) / 1024 for kib in out.split("\n")[0].split())
+    lines = host.ssh("python3 - " + " ".join(SERVICES), input=STACK_MEMORY.read_text()).stdout.splitlines()
+    rss_sum, pss_sum, resident = (int(kib) / 1024 for kib in lines[0].split())
     row(f"idle memory of the stack, {when}", f"{resident:.0f} MB", target or "resident set (each page once)")
     row("  per-process RSS summed / PSS summed", f"{rss_sum:.0f} / {pss_sum:.0f} MB",
         "(shared pages counted per process / split between them)")
+    for line in lines[1:]:
+        if line.startswith("unit "):
+            _, pss, own, unit = line.split()
+            row(f"    {unit}", f"{int(pss) / 1024:.1f} MB", f"PSS (its share); {int(own) / 1024:.1f} MB resident set")
     return resident
 
 

@@ -1,7 +1,9 @@
 """Resident memory of the mail stack, run ON the host as root (stdlib only; `converge.py` pipes it in).
 
     python3 - postfix@- dovecot rspamd ... < stack_memory.py
-    -> "<RSS summed> <PSS summed> <resident set>" in KiB, then one "<RSS> <PSS> <command>" line a process
+    -> "<RSS summed> <PSS summed> <resident set>" in KiB, then one "unit <PSS> <resident set> <unit>" line a
+       unit (what each service costs: its share, and what it maps alone or not), then one "<RSS> <PSS> <command>"
+       line a process
 
 Three figures, because summing per-process RSS counts a shared physical page once per process that maps
 it: rspamd forks its workers from a main process that holds its ~36 MB Lua heap, so that heap is in
@@ -64,18 +66,24 @@ def command(pid: int) -> str:
 
 
 def main(units: list[str]) -> None:
-    rows, union = [], set()
+    rows, union, per_unit = [], set(), []
     for unit in units:
+        unit_frames, unit_pss = set(), 0
         for pid in unit_pids(unit):
             try:
                 rss, pss = rss_pss(pid)
-                union |= frames(pid)
+                unit_frames |= frames(pid)
                 rows.append((rss, pss, command(pid)))
+                unit_pss += pss
             except (OSError, KeyError):
                 continue  # the process ended meanwhile
+        union |= unit_frames
+        per_unit.append((unit_pss, len(unit_frames) * PAGE // 1024, unit))
     if 0 in union:
         sys.exit("stack_memory: /proc/PID/pagemap hides frame numbers; run as root")
     print(sum(r[0] for r in rows), sum(r[1] for r in rows), len(union) * PAGE // 1024)
+    for pss, resident, unit in sorted(per_unit, reverse=True):
+        print("unit", pss, resident, unit)
     for rss, pss, cmd in sorted(rows, reverse=True):
         print(rss, pss, cmd)
 

@@ -218,6 +218,38 @@ def test_the_dns_command_plans_and_applies_without_the_host(lab, zone, tmp_path,
     assert again["zones"][0]["changes"] == [] and again["requests"] == {"reads": 3, "writes": 0}
 
 
+
+def test_two_domains_in_one_zone_publish_each_its_own_dmarc_policy(lab, zone, tmp_path, capsys):
+    """Issue 15, tried as a new user would: <zone> rejects, lists.<zone> quarantines, no zones listed. Both
+    domains' records land in the one zone at the provider, each DMARC record says exactly its own policy,
+    and verify's DMARC check finds each policy as the spec has it."""
+    from mailhost.cli import main
+    from mailhost.verify import lookup_with
+    from mailhost.verify.checks import dns as dns_checks
+    from mailhost.verify.checks.dmarc import check_dmarc
+    lists = f"lists.{zone}"
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump({
+        "hostname": f"mail.{zone}", "addresses": {"ipv4": "198.18.0.77"},
+        "domains": [{"name": zone, "dmarc": {"policy": "reject"}}, {"name": lists, "dmarc": {"policy": "quarantine"}}],
+        "mailboxes": [{"address": f"postmaster@{zone}", "password_hash": "{SHA512-CRYPT}$6$x$y"}],
+        "dns": {"provider": {"kind": "rfc2136", "server": lab.cfg.nameserver,
+                             "tsig_key_file": str(lab.dns.tsig_file)}, "resolvers": [lab.cfg.nameserver]}}))
+    assert main(["dns", "apply", str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"+ create {lists} MX 10 mail.{zone}." in out
+    authoritative = lookup_with(dns_checks.resolver([lab.cfg.nameserver]))
+    assert authoritative(f"_dmarc.{zone}", "TXT") == [f"v=DMARC1; p=reject; rua=mailto:postmaster@{zone}"]
+    assert authoritative(f"_dmarc.{lists}", "TXT") == [f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{lists}"]
+    assert authoritative(lists, "MX") == [f"10 mail.{zone}"]
+    for domain, policy in ((zone, "reject"), (lists, "quarantine")):
+        results = check_dmarc(domain, authoritative, [zone, lists], policy)
+        assert [(r.status.name, r.message) for r in results][0] == ("OK", f"DMARC policy p={policy}")
+    # The other domain's policy is not this one's: verify would say so.
+    [wrong, *_] = check_dmarc(lists, authoritative, [zone, lists], "reject")
+    assert wrong.status.name == "WARN" and "the spec says p=reject" in wrong.message
+
+
 def test_a_ttl_above_the_servers_cap_converges_and_others_keep_their_ttl(lab, zone):
     """The lab's BIND signs with `max-zone-ttl 3600` and the spec asks for 7200: the first sync publishes, the
     next plan recognises the server's cap (said once) and writes nothing. The site verification TXT that the
