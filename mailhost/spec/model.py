@@ -104,10 +104,11 @@ class Features(Model):
         "about 45 MB of memory", False)
     dnsbl: list[Annotated[str, DomainName()]] = doc(
         "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
-    mta_sts: Annotated[str, OneOf("enforce", "testing", "off")] = doc(
+    mta_sts: Annotated[str, OneOf("enforce", "testing", "none", "off")] = doc(
         "MTA-STS (RFC 8461) for every domain: senders that support it send only over TLS with our certificate "
         "(enforce), or only report failures (testing). The policy is served over HTTPS (nginx, 443) at "
-        "mta-sts.<domain>.", "enforce")
+        "mta-sts.<domain>. To stop, serve `none` for a week (the policy's max_age: senders drop the policy they "
+        "cached) before `off` removes it (RFC 8461 8.3).", "enforce")
     mta_sts_outbound: bool = doc(
         "Honour receivers' MTA-STS policies when sending (Debian's postfix-mta-sts-resolver: a domain with an "
         "enforced policy gets mail only over TLS to a matching, valid certificate; about 30 MB of memory)", True)

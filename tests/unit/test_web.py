@@ -26,7 +26,7 @@ def make_spec(domains=("example.org", "example.net"), hostname="mail.example.org
 
 
 # -- the MTA-STS policy ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", ["enforce", "testing"])
+@pytest.mark.parametrize("mode", ["enforce", "testing", "none"])
 def test_the_policy_is_rfc_8461_lines_ending_in_crlf(mode):
     text = web.policy(make_spec(mta_sts=mode))
     assert text == f"version: STSv1\r\nmode: {mode}\r\nmx: mail.example.org\r\nmax_age: 604800\r\n"
@@ -37,7 +37,14 @@ def test_enforce_is_the_default_and_off_is_a_mode_of_the_spec():
     assert make_spec().features.mta_sts == "enforce" and make_spec().features.autoconfig is True
     assert make_spec(mta_sts="off").features.mta_sts == "off"
     with pytest.raises(SpecError, match="features.mta_sts"):
-        make_spec(mta_sts="none")  # RFC 8461's word; the spec says "off" for no MTA-STS at all
+        make_spec(mta_sts="disabled")
+
+
+def test_none_still_serves_and_publishes_a_policy_so_senders_can_drop_what_they_cached():
+    """RFC 8461 8.3: before removing MTA-STS, publish mode none (with a new id) for at least max_age."""
+    none = make_spec(mta_sts="none")
+    assert "mta-sts.example.org" in web.web_names(none) and 443 in none.mail_tcp_ports
+    assert web.policy_id(web.policy(none)) != web.policy_id(web.policy(make_spec()))
 
 
 def test_the_id_is_a_digest_of_the_policy_and_changes_exactly_when_it_does():
@@ -56,6 +63,7 @@ def test_the_id_is_a_digest_of_the_policy_and_changes_exactly_when_it_does():
 # -- names and certificates --------------------------------------------------------------------------------
 @pytest.mark.parametrize("mta_sts, autoconfig, prefixes", [
     ("enforce", True, ["mta-sts", "autoconfig"]), ("testing", True, ["mta-sts", "autoconfig"]),
+    ("none", False, ["mta-sts"]),
     ("enforce", False, ["mta-sts"]), ("off", True, ["autoconfig"]), ("off", False, [])])
 def test_web_names_per_domain_as_the_features_turn_them_on(mta_sts, autoconfig, prefixes):
     spec = make_spec(mta_sts=mta_sts, autoconfig=autoconfig)
