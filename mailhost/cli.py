@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     add_dns(sub)
     from .verify.cli import add_parser as add_verify
     add_verify(sub)
+    from .reports import add_parser as add_reports
+    add_reports(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import imaplib
 import ipaddress
+import json
 import smtplib
 import time
 import urllib.request
@@ -352,3 +353,38 @@ def test_a_broken_host_fails_its_checks_only(site, fault):
         site.host.ssh("pkill -f 'http.server 8025' || true", check=False)
         restore(site)
     assert failed(verify(site.target())) == set()
+
+
+def test_dmarc_reports_that_reach_the_rua_address_are_summarised_without_touching_the_mailbox(lab, site, capsys):
+    """A receiver's aggregate report about the domain (mail from the host passing, from a forger failing) is
+    mailed to postmaster@, the default rua; `mailhost reports` finds it in the mailbox postmaster@ leads to,
+    over IMAPS, and says who sent as the domain; the message stays unread."""
+    from lab.dmarc_reports import Row, aggregate_report, report_message
+    from mailhost.cli import main
+    domain, forger = site.domains[0], "203.0.113.66"
+    report_id = f"e2e-{uuid.uuid4().hex[:8]}"
+    xml = aggregate_report(domain, [Row(site.host.address, 5, "pass", "pass", "none", domain),
+                                    Row(forger, 2, "fail", "fail", "reject", domain)], report_id=report_id)
+    with smtplib.SMTP(site.hostname, 25, local_hostname="mx.remote.test", timeout=30) as smtp:
+        smtp.starttls(context=tls_context(lab))
+        smtp.send_message(report_message(domain, f"postmaster@{domain}", xml, report_id=report_id))
+    deadline = time.monotonic() + 60
+    while True:  # delivery is asynchronous
+        assert main(["reports", "--json", "--days", "2", str(site.spec_path)]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        if summary["domains"][domain]["reports"] or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert summary["mailbox"] == f"user0@{domain}"  # postmaster@ is the lab spec's alias to it
+    got = summary["domains"][domain]
+    assert (got["reports"], got["messages"], got["dmarc_pass"], got["dispositions"]) == (1, 7, 5, {"reject": 2})
+    assert {ip: (s["messages"], s["pass"], s["ours"]) for ip, s in got["sources"].items()} == {
+        site.host.address: (5, 5, True), forger: (2, 0, False)}
+    assert main(["reports", str(site.spec_path)]) == 0
+    assert f"1 sender(s) other than this host use {domain}" in capsys.readouterr().out
+    with imaplib.IMAP4_SSL(site.hostname, 993, ssl_context=tls_context(lab), timeout=20) as imap:
+        imap.login(f"user0@{domain}", site.passwords[f"user0@{domain}"])
+        imap.select("INBOX", readonly=True)
+        _, found = imap.search(None, "SUBJECT", f'"{report_id}"')
+        _, flags = imap.fetch(found[0].split()[-1], "(FLAGS)")
+    assert b"\\Seen" not in flags[0]  # read-only: still unread for its owner

@@ -1,12 +1,16 @@
-"""IMAP (RFC 9051/3501): tagged commands, capabilities, and for the probe login, search, fetch and delete."""
+"""IMAP (RFC 9051/3501): tagged commands, capabilities, and for the probe login, search, fetch and delete (and
+read-only search for `mailhost reports`)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 import ssl
 
 from .base import ProtocolError, Reply, Session, SessionFailure, sasl_plain
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # IMAP's, any locale
 
 
 class ImapSession(Session):
@@ -68,6 +72,14 @@ class ImapSession(Session):
         """The UIDs of the messages in `mailbox` whose subject contains `subject` (ASCII, no quotes)."""
         self.expect(self.command(f'SELECT "{mailbox}"', "SELECT"), "OK", "SELECT")
         reply = self.expect(self.command(f'UID SEARCH SUBJECT "{subject}"', "SEARCH"), "OK", "SEARCH")
+        return [uid for line in reply.lines if line.upper().startswith("* SEARCH") for uid in line.split()[2:]]
+
+    def examine_search(self, mailbox: str, subject: str, since: dt.date | None = None) -> list[str]:
+        """As `search_subject`, with the mailbox opened read-only (EXAMINE: nothing marked seen or changed),
+        only messages since a day if given."""
+        self.expect(self.command(f'EXAMINE "{mailbox}"', "EXAMINE"), "OK", "EXAMINE")
+        when = f" SINCE {since.day}-{MONTHS[since.month - 1]}-{since.year}" if since else ""
+        reply = self.expect(self.command(f'UID SEARCH SUBJECT "{subject}"{when}', "SEARCH"), "OK", "SEARCH")
         return [uid for line in reply.lines if line.upper().startswith("* SEARCH") for uid in line.split()[2:]]
 
     def fetch(self, uid: str) -> bytes:
