@@ -6,7 +6,8 @@ mailbox, whose probe it deletes), and reads the host over SSH. Running it twice 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -101,6 +102,22 @@ def _host_access(target: Target) -> Result:
     return ok("host.access", hostname, "on-host checks run through a shell on the host")
 
 
+Job = Callable[[], Iterable[Result]]
+# Checks at once: each mostly waits on the network (a handshake, a mail delivery, an SSH round trip), and with
+# room for all of them the slowest (the probe message) starts at once. Port 25 then sees about ten connections
+# from us at a time, far below Postfix's per-client limit (50).
+WORKERS = 32
+
+
+def run_jobs(jobs: Sequence[Job], workers: int = WORKERS) -> Iterator[Result]:
+    """Independent checks, run at once; their results in the jobs' order, so the report reads the same on every
+    run. A check's own timeouts stay as they are: running beside others turns none into a pass."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(lambda job=job: list(job())) for job in jobs]
+        for future in futures:
+            yield from future.result()
+
+
 def run_checks(target: Target) -> Iterable[Result]:
     spec = target.spec
     res = dns_checks.resolver(target.resolvers)
@@ -117,63 +134,71 @@ def run_checks(target: Target) -> Iterable[Result]:
     keys = hostinfo.parse_dkim_public_keys(shell(hostinfo.DKIM_PUBLIC_KEYS).splitlines()) if shell else None
     tls_keys = hostinfo.parse_tls_public_keys(shell(hostinfo.TLS_PUBLIC_KEYS).splitlines()) if shell else None
     facts = HostFacts(tuple(addresses), keys, tls_keys)
-    yield from dns_checks.check_records(spec, facts, target.resolvers)
+    jobs: list[Job] = [lambda: dns_checks.check_records(spec, facts, target.resolvers)]
     for domain in spec.domain_names:
         policy = spec.dmarc_of(spec.domain(domain)).policy
-        yield from despite_caches(lambda lk: check_spf(domain, addresses, lk), lookup, fresh)
-        yield from despite_caches(lambda lk: check_tlsrpt(domain, lk), lookup, fresh)
-        yield from despite_caches(lambda lk: check_dmarc(domain, lk, spec.domain_names, policy), lookup, fresh)
+        jobs += [lambda d=domain: despite_caches(lambda lk: check_spf(d, addresses, lk), lookup, fresh),
+                 lambda d=domain: despite_caches(lambda lk: check_tlsrpt(d, lk), lookup, fresh),
+                 lambda d=domain, p=policy: despite_caches(lambda lk: check_dmarc(d, lk, spec.domain_names, p),
+                                                           lookup, fresh)]
     query = dnssec.tcp_query(res.nameservers[0])
     for zone in spec.dns_zones:
         probes = [(d, rdtype) for d in spec.domain_names if spec.zone_of(d) == zone for rdtype in DNSSEC_PROBES]
-        yield from dnssec_checks.check_zone(zone, query, target.anchor, target.resolvers,
-                                            spec.verify.rrsig_min_days, probes)
-    yield from check_reverse(spec.hostname, addresses, res)
-    yield from _service_checks(target, addresses, lookup, fresh, query)
+        jobs.append(lambda z=zone, p=probes: dnssec_checks.check_zone(z, query, target.anchor, target.resolvers,
+                                                                      spec.verify.rrsig_min_days, p))
+    jobs.append(lambda: check_reverse(spec.hostname, addresses, res))
+    jobs += _service_checks(target, addresses, lookup, fresh, query)
     if shell:
-        yield from host_checks.check_services(shell, spec)
-        yield from host_checks.check_resolver(shell, spec)
-        yield from host_checks.check_fail2ban(shell, spec)
-        yield from host_checks.check_key_files(shell, spec)
-        yield from host_checks.check_open_ports(shell, spec, addresses[0])
+        jobs += [lambda: host_checks.check_services(shell, spec), lambda: host_checks.check_resolver(shell, spec),
+                 lambda: host_checks.check_fail2ban(shell, spec), lambda: host_checks.check_key_files(shell, spec),
+                 lambda: host_checks.check_open_ports(shell, spec, addresses[0])]
+    yield from run_jobs(jobs)
 
 
-def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) -> Iterable[Result]:
+def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) -> list[Job]:
     """The certificate, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick
     either, and another machine may answer on one); TLS versions (a service's setting, two handshakes more per
-    port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs."""
+    port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs; the probe message."""
     from .checks import smtp, tls
+    from .checks.probe import check_probe
     spec, address = target.spec, addresses[0]
+    jobs: list[Job] = []
     for each in addresses:
         for endpoint in tls.endpoints(spec.features):
-            for result in tls.check_tls(each, endpoint.port, endpoint.mode, spec.hostname, target.ca_file,
-                                        spec.verify.cert_min_days, versions=each == address):
-                yield _on(result, each, addresses)
-        for result in smtp.check_banner(each, spec.hostname):
-            yield _on(result, each, addresses)
-    yield from check_tlsa(spec.hostname, addresses, target.anchor, query)
+            jobs.append(lambda each=each, endpoint=endpoint: [
+                _on(result, each, addresses) for result in tls.check_tls(
+                    each, endpoint.port, endpoint.mode, spec.hostname, target.ca_file, spec.verify.cert_min_days,
+                    versions=each == address)])
+        jobs.append(lambda each=each: [_on(result, each, addresses) for result in smtp.check_banner(each, spec.hostname)])
+    jobs += [lambda: check_tlsa(spec.hostname, addresses, target.anchor, query),
+             lambda: _check_caa(spec, address, lookup, fresh)]
+    for domain in spec.domain_names:
+        if spec.features.mta_sts != "off":
+            jobs.append(lambda d=domain: check_mta_sts(d, spec.hostname, spec.features.mta_sts, address, lookup,
+                                                       target.ca_file))
+        if spec.features.autoconfig:
+            jobs.append(lambda d=domain: check_autoconfig(d, spec.hostname, address, lookup, target.ca_file))
+    jobs += [lambda: smtp.check_vrfy_expn(address, spec.hostname),
+             lambda: smtp.check_role_addresses(address, spec.hostname, spec.domain_names),
+             lambda: smtp.check_open_relay(address, spec.hostname, target.ca_file,
+                                           foreign_rcpt=spec.verify.relay_probe)]
+    jobs += [lambda port=port: smtp.check_auth_before_tls(address, spec.hostname, port) for port in (25, 587)]
+    jobs += [lambda port=port: smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port,
+                                                                   foreign_rcpt=spec.verify.relay_probe)
+             for port in (587, 465)]
+    if spec.features.dnsbl:
+        jobs.append(lambda: smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup))
+    jobs.append(lambda: check_probe(target, address, lookup, fresh))
+    return jobs
+
+
+def _check_caa(spec: Spec, address: str, lookup, fresh) -> list[Result]:
+    """CAA, judged also against the CA of the certificate port 25 serves."""
     try:
         served = served_certificate(address, spec.hostname)
     except SessionFailure:
         served = None  # the TLS check of port 25 says why
-    yield from despite_caches(lambda lk: check_caa(spec.hostname, spec.caa_issuer, lk, served), lookup, fresh)
-    for domain in spec.domain_names:
-        if spec.features.mta_sts != "off":
-            yield from check_mta_sts(domain, spec.hostname, spec.features.mta_sts, address, lookup, target.ca_file)
-        if spec.features.autoconfig:
-            yield from check_autoconfig(domain, spec.hostname, address, lookup, target.ca_file)
-    yield from smtp.check_vrfy_expn(address, spec.hostname)
-    yield from smtp.check_role_addresses(address, spec.hostname, spec.domain_names)
-    yield from smtp.check_open_relay(address, spec.hostname, target.ca_file, foreign_rcpt=spec.verify.relay_probe)
-    for port in (25, 587):
-        yield from smtp.check_auth_before_tls(address, spec.hostname, port)
-    for port in (587, 465):
-        yield from smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port,
-                                                       foreign_rcpt=spec.verify.relay_probe)
-    if spec.features.dnsbl:
-        yield from smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup)
-    from .checks.probe import check_probe
-    yield from check_probe(target, address, lookup, fresh)
+    return despite_caches(lambda lk: check_caa(spec.hostname, spec.caa_issuer, lk, served), lookup, fresh)
 
 
 def _on(result: Result, address: str, addresses: list[str]) -> Result:
