@@ -22,8 +22,12 @@ from dmarc_report.exceptions import DMARCParseError
 from dmarc_report.parser import DMARCParser
 from dmarc_report.schema import DMARCResult, Report
 
+from .dns.records import dmarc_rua
 from .passwords import read_password
-from .spec import Spec
+from .spec import Spec, spec_or_none
+from .verify import Target, host_addresses
+from .verify.checks.dns import resolver
+from .verify.sessions import Mode, SessionFailure, open_session, verifying_context
 
 # MIME types and file names receivers send reports as (RFC 7489 7.2.1.1: gzip; zip is common too).
 REPORT_TYPES = {"application/gzip", "application/x-gzip", "application/zip", "application/x-zip-compressed",
@@ -166,8 +170,7 @@ def to_json(summaries: dict[str, DomainSummary], ours: set[str]) -> dict:
 
 def report_mailbox(spec: Spec, chosen: str | None = None) -> str:
     """The mailbox the reports arrive in: `chosen`, else where the first domain's first `rua` address leads
-    (through the spec's aliases and the role addresses mailhost routes)."""
-    from .dns.records import dmarc_rua
+    (through the spec's aliases, catch-alls included, and the role addresses mailhost routes)."""
     mailboxes = {m.address for m in spec.mailboxes}
     if chosen:
         if chosen not in mailboxes:
@@ -176,19 +179,21 @@ def report_mailbox(spec: Spec, chosen: str | None = None) -> str:
     address = dmarc_rua(spec, spec.domains[0])[0]
     routes = {**spec.role_aliases, **{a.source: a.destinations[0] for a in spec.aliases}}
     seen = set()
-    while address not in mailboxes and address in routes and address not in seen:
+    while address not in mailboxes and address not in seen:
         seen.add(address)
-        address = routes[address]
+        catch_all = "@" + address.rpartition("@")[2]
+        if address not in routes and catch_all not in routes:
+            break
+        address = routes.get(address) or routes[catch_all]
     if address not in mailboxes:
         raise ReportsError(f"DMARC reports go to {address}, which is not a mailbox on this host "
                            "(dns.dmarc.rua): read them there, or give --mailbox")
     return address
 
 
-def read_reports(spec: Spec, mailbox: str, address: str, ca_file: str | None, days: int | None,
-                 folder: str = "INBOX") -> tuple[list[Report], list[str]]:
-    """The reports in `folder` of `mailbox`, over IMAPS at `address`, read-only (EXAMINE, BODY.PEEK)."""
-    from .verify.sessions import Mode, SessionFailure, open_session, verifying_context
+def read_reports(spec: Spec, mailbox: str, address: str, ca_file: str | None,
+                 days: int | None) -> tuple[list[Report], list[str]]:
+    """The reports in the INBOX of `mailbox`, over IMAPS at `address`, read-only (EXAMINE, BODY.PEEK)."""
     box = next(m for m in spec.mailboxes if m.address == mailbox)
     if not (box.password_env or box.password_file):
         raise ReportsError(f"mailbox {mailbox} has no password_env or password_file in the spec: "
@@ -205,7 +210,7 @@ def read_reports(spec: Spec, mailbox: str, address: str, ca_file: str | None, da
     try:
         with open_session(address, 993, Mode.IMAP_TLS, spec.hostname, verifying_context(ca_file), 30.0) as imap:
             imap.login(mailbox, password)
-            for uid in imap.examine_search(folder, SUBJECT, since):
+            for uid in imap.examine_search("INBOX", SUBJECT, since):
                 found, wrong = reports_in(imap.fetch(uid))
                 reports += found
                 problems += [f"message {uid}: {p}" for p in wrong]
@@ -215,9 +220,6 @@ def read_reports(spec: Spec, mailbox: str, address: str, ca_file: str | None, da
 
 
 def _reports(args: argparse.Namespace) -> int:
-    from .spec import spec_or_none
-    from .verify import Target, host_addresses
-    from .verify.checks.dns import resolver
     spec = spec_or_none(args.spec)
     if spec is None:
         return 2

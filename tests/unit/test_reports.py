@@ -86,3 +86,9 @@ def test_the_reports_are_read_where_the_rua_address_leads():
         report_mailbox(spec(dmarc={"rua": ["dmarc-reports@elsewhere.example"]}))
     with pytest.raises(ReportsError, match="--mailbox bob@example.org is not one of the spec's mailboxes"):
         report_mailbox(spec(), "bob@example.org")
+    # A catch-all takes postmaster@ (mailhost then routes no role address itself).
+    catch_all = parse_spec({"hostname": "mail.example.org", "domains": [{"name": "example.org"}],
+                            "mailboxes": [{"address": "alice@example.org", "password_hash": HASH},
+                                          {"address": "reports@example.org", "password_hash": HASH}],
+                            "aliases": [{"source": "@example.org", "destinations": ["reports@example.org"]}]})
+    assert report_mailbox(catch_all) == "reports@example.org"
