@@ -246,10 +246,16 @@ def _reports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days (1 or more)")
+    return int(text)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("reports", help="summarise the DMARC aggregate reports receivers sent (read-only, IMAP)")
     p.add_argument("spec")
     p.add_argument("--mailbox", help="mailbox to read (default: where the first domain's DMARC reports go)")
-    p.add_argument("--days", type=int, help="only reports received in the last DAYS days")
+    p.add_argument("--days", type=_days, help="only reports received in the last DAYS days")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
     p.set_defaults(func=_reports)

@@ -92,3 +92,10 @@ def test_the_reports_are_read_where_the_rua_address_leads():
                                           {"address": "reports@example.org", "password_hash": HASH}],
                             "aliases": [{"source": "@example.org", "destinations": ["reports@example.org"]}]})
     assert report_mailbox(catch_all) == "reports@example.org"
+
+
+def test_a_number_of_days_that_is_not_one_is_refused_by_name(capsys):
+    from mailhost.cli import main
+    with pytest.raises(SystemExit):
+        main(["reports", "--days", "-3", "spec.yaml"])
+    assert "argument --days: '-3' is not a number of days (1 or more)" in capsys.readouterr().err
