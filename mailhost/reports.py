@@ -140,7 +140,8 @@ def render(summaries: dict[str, DomainSummary], ours: set[str]) -> str:
             continue
         lines.append(f"{domain}: {s.reports} report(s), {_day(s.begin)} to {_day(s.end)}, {s.messages} message(s); "
                      f"published policy seen: " + ", ".join(f"p={p} ({n})" for p, n in sorted(s.policies.items())))
-        lines.append(f"  DMARC pass {_share(s.dmarc_pass, s.messages)}; DKIM aligned {_share(s.dkim_aligned, s.messages)}; "
+        lines.append(f"  DMARC pass {_share(s.dmarc_pass, s.messages)}; "
+                     f"DKIM aligned {_share(s.dkim_aligned, s.messages)}; "
                      f"SPF aligned {_share(s.spf_aligned, s.messages)}")
         if s.dispositions:
             lines.append("  failing mail was: " + ", ".join(f"{d} {n}" for d, n in sorted(s.dispositions.items())))

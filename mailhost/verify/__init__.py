@@ -169,7 +169,8 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) 
                 _on(result, each, addresses) for result in tls.check_tls(
                     each, endpoint.port, endpoint.mode, spec.hostname, target.ca_file, spec.verify.cert_min_days,
                     versions=each == address)])
-        jobs.append(lambda each=each: [_on(result, each, addresses) for result in smtp.check_banner(each, spec.hostname)])
+        jobs.append(lambda each=each: [_on(result, each, addresses)
+                                       for result in smtp.check_banner(each, spec.hostname)])
     jobs += [lambda: check_tlsa(spec.hostname, addresses, target.anchor, query),
              lambda: _check_caa(spec, address, lookup, fresh)]
     for domain in spec.domain_names:
