@@ -282,9 +282,6 @@ class Spec(Model):
         """The domain's DMARC settings: its own, the rest from dns.dmarc."""
         return self.dns.dmarc.merged(domain.dmarc)
 
-    def domain(self, name: str) -> Domain:
-        return next(d for d in self.domains if d.name == name)
-
     @property
     def dns_owner(self) -> str:
         return self.dns.owner or re.sub(r"[^a-z0-9-]", "-", self.hostname)[:63].strip("-")

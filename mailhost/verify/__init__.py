@@ -135,8 +135,7 @@ def run_checks(target: Target) -> Iterable[Result]:
     tls_keys = hostinfo.parse_tls_public_keys(shell(hostinfo.TLS_PUBLIC_KEYS).splitlines()) if shell else None
     facts = HostFacts(tuple(addresses), keys, tls_keys)
     jobs: list[Job] = [lambda: dns_checks.check_records(spec, facts, target.resolvers)]
-    for domain in spec.domain_names:
-        policy = spec.dmarc_of(spec.domain(domain)).policy
+    for domain, policy in ((d.name, spec.dmarc_of(d).policy) for d in spec.domains):
         jobs += [lambda d=domain: despite_caches(lambda lk: check_spf(d, addresses, lk), lookup, fresh),
                  lambda d=domain: despite_caches(lambda lk: check_tlsrpt(d, lk), lookup, fresh),
                  lambda d=domain, p=policy: despite_caches(lambda lk: check_dmarc(d, lk, spec.domain_names, p),
