@@ -46,8 +46,15 @@ class DeployResult:
     def check(self) -> "DeployResult":
         if self.returncode != 0 or self.errors:
             raise AssertionError(f"pyinfra failed (exit {self.returncode}, errors in {self.errors}):\n"
-                                 f"{self.output[-6000:]}")
+                                 f"{self.failure_text()}")
         return self
+
+    def failure_text(self, limit: int = 6000) -> str:
+        """What explains a failure: the output without pyinfra's results table (which lists every operation
+        and would push the error or the verify report out of sight), then the table's rows that erred."""
+        before, table = self.output.split("--> Results:", 1) if "--> Results:" in self.output else (self.output, "")
+        erred = "\n".join(f"    {op.name}: error" for op in self.operations if op.error)
+        return before[-limit:] + (f"\n--> Results (erred rows only):\n{erred}" if table else "")
 
 
 _ROW = re.compile(r"^\s{4}(?P<name>\S.*?)\s{2,}(?P<hosts>\d+|-)\s+(?P<success>\d+|-)\s+(?P<error>\d+|-)\s+"
