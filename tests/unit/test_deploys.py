@@ -1,6 +1,6 @@
 """Reading pyinfra's results table (what the e2e tests' "no changes" assertions rest on)."""
 
-from lab.deploys import parse_results
+from lab.deploys import DeployResult, parse_results
 
 OUTPUT = """
 --> Results:
@@ -25,3 +25,12 @@ def test_rows_are_parsed_without_the_total():
 
 def test_no_table_means_no_rows():
     assert parse_results("--> pyinfra error: No hosts remaining!") == []
+
+
+def test_a_failure_shows_what_came_before_the_table_and_only_the_rows_that_erred():
+    report = "--> Verify mail.example.test (vm):\n  FAIL smtp.starttls: timed out\n" + "x\n" * 50
+    result = DeployResult(1, report + OUTPUT, 1.0, parse_results(OUTPUT))
+    text = result.failure_text()
+    assert "FAIL smtp.starttls: timed out" in text
+    assert "postfix | Install /etc/postfix/main.cf (validated): error" in text
+    assert "Hostname is the mail host name" not in text
