@@ -204,3 +204,19 @@ def test_ca_usages_are_not_matched_against_the_servers_own_certificate(cert, usa
     """Usage 0/2 name a CA certificate: even the server's own key under them is no match here."""
     assert not matches(tlsa(usage, 1, 1, spki(cert)), cert)
     assert not matches(tlsa(usage, 0, 1, cert.public_bytes(serialization.Encoding.DER)), cert)
+
+
+def _issued_by(organization: str | None) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = [x509.NameAttribute(NameOID.COMMON_NAME, "R11")] + (
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization)] if organization else [])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "m")]))
+            .issuer_name(x509.Name(issuer)).public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+
+
+def test_the_served_certificates_ca_is_known_by_its_organisation():
+    assert issuer_identity(_issued_by("Let's Encrypt")) == "letsencrypt.org"
+    assert issuer_identity(_issued_by("Google Trust Services")) == "pki.goog"
+    assert issuer_identity(_issued_by("Pebble Test CA")) is None and issuer_identity(_issued_by(None)) is None
