@@ -3,9 +3,9 @@
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
-up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made by OpenDKIM and the certificate's
+up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made on the host and the certificate's
 key (TLSA) are published once the certificate exists; the firewall opens 80 before certbot; certbot's issuance (mostly waiting for
-the CA) runs in the background while OpenDKIM and Fail2Ban are configured, and the certificate exists
+the CA) runs in the background while the DKIM keys are made and Fail2Ban is configured, and the certificate exists
 before Dovecot and Postfix use it. rspamd comes last: its package's first start compiles pattern caches
 (~10 s of CPU) while the install and the other services go on, and its restart with our config waits
 for that (Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
@@ -18,7 +18,7 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dovecot, fail2ban, firewall, nginx, opendkim, postfix, resolver, rspamd
+from roles import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, resolver, rspamd
 from stages import dns, verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
@@ -33,13 +33,14 @@ base.apply(spec)
 resolver.apply(spec)  # the host's own validating resolver, before anything on it looks a name up
 firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
-opendkim.apply(spec)
+dkim.apply(spec)  # the keys rspamd signs with
 fail2ban.apply(spec)
 certbot.ready(spec)  # Dovecot and Postfix do (and a key rollover the spec asks for happens here)
 published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec))  # DKIM keys, the certificates' keys
 certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
 dovecot.apply(spec)
 postfix.apply(spec)
+dkim.retire_opendkim()  # (hosts set up when OpenDKIM signed) now that Postfix no longer uses it
 nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
 rspamd.apply(spec)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)

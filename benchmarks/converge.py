@@ -33,7 +33,7 @@ from mailhost.verify.cli import ssh_runner  # noqa: E402
 from roles import all_packages  # noqa: E402
 
 # Postfix's processes are in postfix@- on Debian 12 and in postfix itself on Debian 13 (the other is empty).
-SERVICES = ["postfix", "postfix@-", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "unbound", "nginx",
+SERVICES = ["postfix", "postfix@-", "dovecot", "rspamd", "redis-server", "fail2ban", "unbound", "nginx",
             "postfix-mta-sts-resolver"]
 ROUNDS = 3  # fresh converges and plain installs, timed in turns (the target's median needs three)
 STACK_MEMORY = Path(__file__).with_name("stack_memory.py")

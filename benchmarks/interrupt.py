@@ -38,7 +38,7 @@ from lab.deploys import inventory_file, run_deploy  # noqa: E402
 from lab.mailenv import make_mail_env  # noqa: E402
 from mailclient import imap_fetch, send_inbound  # noqa: E402
 
-KEPT_FILES = "sha256sum /etc/opendkim/keys/*/*.private /etc/letsencrypt/live/*/fullchain.pem " \
+KEPT_FILES = "sha256sum /etc/mailhost/dkim/*/* /etc/letsencrypt/live/*/fullchain.pem " \
              "/etc/letsencrypt/live/*/privkey.pem"
 
 

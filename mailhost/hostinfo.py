@@ -3,21 +3,31 @@ and by `mailhost verify` over SSH, so both read the host the same way."""
 
 from __future__ import annotations
 
-DKIM_KEY_DIR = "/etc/opendkim/keys"
+DKIM_KEY_DIR = "/etc/mailhost/dkim"  # <domain>/<selector>.rsa (PEM) and <selector>.ed25519 (rspamd's format)
+DKIM_ALGORITHMS = ("rsa", "ed25519")
+DKIM_KEY_OWNER = "_rspamd"  # the Debian rspamd package's user: its workers sign
 
+
+def dkim_key_path(domain: str, selector: str, algorithm: str) -> str:
+    return f"{DKIM_KEY_DIR}/{domain}/{selector}.{algorithm}"
+
+# RSA: the SubjectPublicKeyInfo, as DKIM publishes it. Ed25519: the file is base64 of the 32-byte seed and the
+# 32-byte public key (what rspamd loads); DKIM publishes the raw public key (RFC 8463 4.2).
 DKIM_PUBLIC_KEYS = (
-    f"for k in {DKIM_KEY_DIR}/*/*.private; do [ -f \"$k\" ] || continue; "
-    "d=$(basename $(dirname $k)); s=$(basename $k .private); "
-    "printf '%s %s ' $d $s; openssl pkey -in $k -pubout -outform DER | base64 -w0; echo; done")
+    f"for k in {DKIM_KEY_DIR}/*/*.rsa {DKIM_KEY_DIR}/*/*.ed25519; do [ -f \"$k\" ] || continue; "
+    "d=$(basename $(dirname $k)); f=$(basename $k); printf '%s %s %s ' $d ${f%.*} ${f##*.}; "
+    "case $k in *.rsa) openssl pkey -in $k -pubout -outform DER;; *) base64 -d $k | tail -c 32;; esac "
+    "| base64 -w0; echo; done")
 
 
-def parse_dkim_public_keys(lines: list[str]) -> dict[tuple[str, str], str]:
-    """{(domain, selector): base64 SubjectPublicKeyInfo} of every key on the host."""
+def parse_dkim_public_keys(lines: list[str]) -> dict[tuple[str, str, str], str]:
+    """{(domain, selector, algorithm): base64 public key, as the DKIM record's p= tag has it} of every key on
+    the host (a selector whose algorithm the spec changed may have a key of each)."""
     keys = {}
     for line in lines:
         parts = line.split()
-        if len(parts) == 3:
-            keys[(parts[0], parts[1])] = parts[2]
+        if len(parts) == 4 and parts[2] in DKIM_ALGORITHMS:
+            keys[(parts[0], parts[1], parts[2])] = parts[3]
     return keys
 
 

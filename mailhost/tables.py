@@ -1,5 +1,5 @@
 """One writer per line-based file format that no checker reads before the service does: Postfix's lookup
-tables, Dovecot's passwd-file, OpenDKIM's KeyTable and SigningTable.
+tables, Dovecot's passwd-file, and strings in rspamd's UCL config.
 
 Each refuses a value that would change the file's structure (a line break, whitespace inside a key, a
 leading `#`, a field separator) rather than write it. The spec refuses such values first; these writers are
@@ -27,7 +27,7 @@ def _word(value: str, what: str, separators: str = "") -> str:
 
 def key_value(key: str, value: str) -> str:
     """One line of a whitespace-separated key/value table: Postfix's postmap source (a line starting with `#`
-    is a comment, one starting with whitespace continues the line before) and OpenDKIM's tables."""
+    is a comment, one starting with whitespace continues the line before)."""
     if key.startswith("#"):
         raise TableError(f"table key {shown(key)} would be read as a comment")
     return f"{_word(key, 'table key')} {_word(value, 'table value')}"
@@ -38,3 +38,9 @@ def passwd_entry(user: str, password: str, *extra_fields: str) -> str:
     six fields `:`-separated (uid to shell left empty: the userdb defaults), the extras space-separated."""
     fields = (_word(user, "passwd-file user", ":"), _word(password, "passwd-file password", ":"))
     return ":".join(fields) + "::::::" + " ".join(_word(extra, "passwd-file extra field") for extra in extra_fields)
+
+
+def ucl_string(value: str) -> str:
+    """A double-quoted string of rspamd's UCL config: nothing that ends it (`"`), escapes (`\\`) or expands
+    (`$`, UCL's variables) inside."""
+    return '"' + _word(value, "rspamd config string", '"\\$') + '"'

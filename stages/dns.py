@@ -4,7 +4,7 @@ provider.
 It runs on the controller, in two steps. `publish()` comes first in the deploy: the host name must
 resolve before anything on the host looks it up (package scripts do; a resolver would then cache
 NXDOMAIN for the zone's negative TTL) and before certbot's HTTP-01 challenge. It publishes every
-record whose value is known. `publish_keys()` comes once the OpenDKIM role has made the keys and certbot
+record whose value is known. `publish_keys()` comes once the DKIM role has made the keys and certbot
 the certificate's key, and publishes them; on a host that has them already it does nothing at all.
 
 The plan is made while pyinfra prepares, from the facts as they are then: conflicts, unsafe plans
@@ -24,7 +24,7 @@ from mailhost.dns.records import HostFacts
 from mailhost.dns.sync import DnsSync, ZoneState
 from mailhost.spec import Spec
 from roles.certbot import TlsPublicKeys
-from roles.opendkim import DkimPublicKeys
+from roles.dkim import DkimPublicKeys
 
 
 class PublicAddresses(FactBase):

@@ -87,7 +87,7 @@ class RecordSet:
 class HostFacts:
     """What the host tells: its public addresses and DKIM public keys (None: not read yet)."""
     addresses: tuple[str, ...] | None = None
-    dkim_keys: Mapping[tuple[str, str], str] | None = None  # (domain, selector) -> base64 SubjectPublicKeyInfo
+    dkim_keys: Mapping[tuple[str, str, str], str] | None = None  # (domain, selector, algorithm) -> p= (base64)
     tls_keys: Mapping[str, str] | None = None  # certificate name (host name) -> base64 SubjectPublicKeyInfo
 
 
@@ -110,11 +110,11 @@ def spf(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
 
 
 def dkim(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
-    for selector in spec.selectors(domain):
-        key = None if facts.dkim_keys is None else facts.dkim_keys.get((domain.name, selector))
-        values = None if key is None else [txt(f"v=DKIM1; k=rsa; p={key}")]
+    for selector, algorithm in spec.dkim_keys(domain):
+        key = None if facts.dkim_keys is None else facts.dkim_keys.get((domain.name, selector, algorithm))
+        values = None if key is None else [txt(f"v=DKIM1; k={algorithm}; p={key}")]
         yield _set(spec, f"{selector}._domainkey.{domain.name}", "TXT", values,
-                   f"DKIM key '{selector}' (made on the host)")
+                   f"DKIM {'Ed25519' if algorithm == 'ed25519' else 'RSA'} key '{selector}' (made on the host)")
 
 
 def dmarc_rua(spec: Spec, domain: Domain) -> list[str]:

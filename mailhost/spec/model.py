@@ -47,7 +47,9 @@ class Addresses(Model):
 class Domain(Model):
     name: Annotated[str, DomainName()] = doc("A mail domain, e.g. example.org")
     dkim_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
-        "DKIM selectors for this domain (default: dkim.selectors)", None)
+        "RSA DKIM selectors for this domain (default: dkim.selectors)", None)
+    dkim_ed25519_selectors: list[Annotated[str, DnsLabel()]] | None = doc(
+        "Ed25519 DKIM selectors for this domain (default: dkim.ed25519_selectors; [] signs with RSA only)", None)
     spf: PlainText | None = doc("SPF record of this domain (default: dns.spf)", None)
     dmarc: Dmarc | None = doc("This domain's own DMARC settings: any field it leaves out comes from dns.dmarc", None)
 
@@ -90,7 +92,11 @@ class Tls(Model):
 
 
 class Dkim(Model):
-    selectors: list[Annotated[str, DnsLabel()]] = doc("Selectors to sign with, for every domain", ["mail"])
+    selectors: list[Annotated[str, DnsLabel()]] = doc("RSA selectors to sign with, for every domain", ["mail"])
+    ed25519_selectors: list[Annotated[str, DnsLabel()]] = doc(
+        "Ed25519 selectors (RFC 8463) to sign with beside RSA, for every domain: a receiver that knows Ed25519 "
+        "checks the shorter, stronger key; one that does not ignores that signature and checks the RSA one",
+        ["ed25519"])
     key_bits: Annotated[int, OneOf(1024, 2048, 3072, 4096)] = doc("RSA key size of new keys", 2048)
 
 
@@ -276,7 +282,16 @@ class Spec(Model):
         return [d.name for d in self.domains]
 
     def selectors(self, domain: Domain) -> list[str]:
-        return domain.dkim_selectors or self.dkim.selectors
+        """The domain's RSA selectors."""
+        return self.dkim.selectors if domain.dkim_selectors is None else domain.dkim_selectors
+
+    def ed25519_selectors(self, domain: Domain) -> list[str]:
+        return self.dkim.ed25519_selectors if domain.dkim_ed25519_selectors is None else domain.dkim_ed25519_selectors
+
+    def dkim_keys(self, domain: Domain) -> list[tuple[str, str]]:
+        """(selector, algorithm) of every key the domain signs with: "rsa" or "ed25519"."""
+        return ([(s, "rsa") for s in self.selectors(domain)]
+                + [(s, "ed25519") for s in self.ed25519_selectors(domain)])
 
     def dmarc_of(self, domain: Domain) -> Dmarc:
         """The domain's DMARC settings: its own, the rest from dns.dmarc."""

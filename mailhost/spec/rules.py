@@ -63,9 +63,7 @@ def cross_checks(spec: Spec) -> list[tuple[str, str]]:
         if source in sources[:i]:
             problems.append((f"aliases[{i}].source", f"{shown(source)} is listed twice"))
     problems += _alias_loops(spec.aliases)
-    problems += _twice("dkim.selectors", spec.dkim.selectors) + _twice("dns.zones", spec.dns.zones)
-    for i, domain in enumerate(spec.domains):
-        problems += _twice(f"domains[{i}].dkim_selectors", domain.dkim_selectors or [])
+    problems += _twice("dns.zones", spec.dns.zones) + _dkim_selector_problems(spec)
     if spec.tls.ca_bundle and (problem := _file_problem(base_dir / spec.tls.ca_bundle)):
         problems.append(("tls.ca_bundle", f"{shown(spec.tls.ca_bundle)} {problem}"))
     if spec.features.clamav:
@@ -98,6 +96,27 @@ def _records_problem(path: Path, parse) -> str | None:
     except ValueError as exc:
         return "is not usable: " + "".join(c if c.isprintable() else " " for c in str(exc))[:200]
     return None
+
+
+def _dkim_selector_problems(spec: Spec) -> list[tuple[str, str]]:
+    """A selector names one key of a domain: not twice, not for both algorithms (one DNS record each). A domain
+    that signs with Ed25519 signs with RSA too: receivers that do not know Ed25519 ignore its signature."""
+    problems = _twice("dkim.selectors", spec.dkim.selectors)
+    problems += _twice("dkim.ed25519_selectors", spec.dkim.ed25519_selectors)
+    for i, domain in enumerate(spec.domains):
+        problems += _twice(f"domains[{i}].dkim_selectors", domain.dkim_selectors or [])
+        problems += _twice(f"domains[{i}].dkim_ed25519_selectors", domain.dkim_ed25519_selectors or [])
+        own = domain.dkim_selectors is not None or domain.dkim_ed25519_selectors is not None
+        rsa_path, ed25519_path = ((f"domains[{i}].dkim_selectors", f"domains[{i}].dkim_ed25519_selectors") if own
+                                  else ("dkim.selectors", "dkim.ed25519_selectors"))
+        rsa, ed25519 = spec.selectors(domain), spec.ed25519_selectors(domain)
+        for name in sorted(set(rsa) & set(ed25519)):
+            problems.append((ed25519_path, f"{shown(name)} is also an RSA selector (a selector names one key: "
+                                           "give the Ed25519 key another name)"))
+        if ed25519 and not rsa:
+            problems.append((rsa_path, "Ed25519 needs an RSA selector beside it (receivers that do not know "
+                                       "Ed25519, RFC 8463, would see the mail unsigned)"))
+    return list(dict.fromkeys(problems))  # the defaults' problems once, not once per domain
 
 
 def _twice(path: str, values: list[str]) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """Postfix: 25 inbound (STARTTLS, postscreen), 587 submission (STARTTLS + AUTH required), 465 submissions
 (implicit TLS); SASL through Dovecot, virtual domains delivered to Dovecot over LMTP, sender spoof
-protection, OpenDKIM signing of submitted mail and rspamd on everything."""
+protection, and rspamd on everything (it signs submitted mail with DKIM)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """rspamd (+ Redis): the milter that checks inbound mail (SPF, DKIM, DMARC, ARC), adds spam headers
-and rejects above a threshold. It does not sign (OpenDKIM does)."""
+and rejects above a threshold, and DKIM-signs what our users send with the keys `roles.dkim` makes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pyinfra.operations.util import any_changed
 
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles.dkim import key_path, signing_keys
 
 
 def packages(spec: Spec) -> list[str]:
@@ -23,7 +24,9 @@ LOCAL_D = ["redis.conf", "actions.conf", "milter_headers.conf", "dkim_signing.co
 @deploy("rspamd")
 def apply(spec: Spec) -> None:
     systemd.service(name="Redis is running", service="redis-server", running=True, enabled=True)
-    changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec) for name in LOCAL_D]
+    keys = signing_keys(spec)
+    changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, key_path=key_path)
+               for name in LOCAL_D]
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))

@@ -15,7 +15,7 @@ from lab.mailenv import make_mail_env
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "nftables"]
+SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "fail2ban", "nftables"]
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 

@@ -12,6 +12,7 @@ import time
 import uuid
 
 import dkim
+import dkim.util
 import dns.flags
 import dns.name
 import dns.rdatatype
@@ -25,6 +26,7 @@ from lab.config import RELEASES
 from lab.deploys import REPO, run_deploy
 from lab.mailenv import make_mail_env
 from cryptography import x509
+from mailhost import hostinfo
 from mailhost.dns.records import tlsa_value
 from mailhost.spec import SpecError, parse_spec
 from mailhost.verify.checks.dane import spki
@@ -91,8 +93,7 @@ def test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signa
     got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
     assert got.peer == mail.host.address and got.tls and got.helo == mail.hostname
     domain = sender.split("@")[1]
-    public = mail.host.ssh(f"openssl pkey -in /etc/opendkim/keys/{domain}/mail.private -pubout -outform DER "
-                           "| base64 -w0").stdout.strip()
+    host_keys = hostinfo.parse_dkim_public_keys(mail.host.ssh(hostinfo.DKIM_PUBLIC_KEYS).stdout.splitlines())
     published = []
 
     def dns_as_published(name, timeout=5):
@@ -101,9 +102,15 @@ def test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signa
         assert answer.response.flags & dns.flags.AD, f"{name} not DNSSEC-validated"
         published.extend(b"".join(rd.strings) for rd in answer)
         return published[-1]
-    assert b"DKIM-Signature" in got.raw
-    assert dkim.verify(got.raw, dnsfunc=dns_as_published)
-    assert published == [f"v=DKIM1; k=rsa; p={public}".encode()], "the DNS key is not the host's key"
+    # Two signatures, RSA and Ed25519 (RFC 8463), each verifying with the host's own key as DNS publishes it.
+    signatures = [dkim.util.parse_tag_value(value) for name, value in dkim.DKIM(got.raw).headers
+                  if name.lower() == b"dkim-signature"]
+    assert sorted((s[b"s"], s[b"a"]) for s in signatures) == [(b"ed25519", b"ed25519-sha256"),
+                                                              (b"mail", b"rsa-sha256")]
+    assert all(dkim.DKIM(got.raw).verify(idx=i, dnsfunc=dns_as_published) for i in range(len(signatures)))
+    assert sorted(published) == sorted(f"v=DKIM1; k={a}; p={host_keys[domain, s, a]}".encode()
+                                       for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))), \
+        "the DNS keys are not the host's keys"
 
 
 def _submit(lab, mail, subject: str, to: str = "bob@remote.test") -> None:
@@ -301,8 +308,8 @@ DRIFTS = {
                                     "postmap -q {mailbox} hash:/etc/postfix/virtual_mailboxes || true", None),
     "local aliases removed": ("rm /etc/aliases /etc/aliases.db", "postalias -q postmaster hash:/etc/aliases || true",
                               "root"),
-    "DKIM key mode changed": ("chmod 644 /etc/opendkim/keys/*/mail.private",
-                              "stat -c %a /etc/opendkim/keys/*/mail.private | sort -u", "600"),
+    "DKIM key mode changed": ("chmod 644 /etc/mailhost/dkim/*/*",
+                              "stat -c %a /etc/mailhost/dkim/*/* | sort -u", "600"),
 }
 
 
@@ -319,6 +326,33 @@ def test_drift_is_repaired_by_the_next_run(lab, mail, case):
     assert mail.host.ssh(observe).stdout.strip() == (expected or before)
     again = run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
     assert not again.changed, f"{case}: not converged after repair: {again.changed}"
+
+
+# A host that mailhost set up while OpenDKIM signed: OpenDKIM installed and running, the RSA keys in its
+# directory (and no Ed25519 key yet), as that version left them.
+WHEN_OPENDKIM_SIGNED = """
+set -e
+apt-get install -y -q opendkim opendkim-tools >/dev/null
+for key in /etc/mailhost/dkim/*/*.rsa; do
+  d=$(basename $(dirname $key)); s=$(basename $key .rsa)
+  install -D -m 600 -o opendkim -g opendkim $key /etc/opendkim/keys/$d/$s.private
+done
+rm -rf /etc/mailhost/dkim
+"""
+
+
+def test_a_host_from_when_opendkim_signed_keeps_its_rsa_keys_and_loses_opendkim(lab, mail):
+    keys = "sha256sum /etc/opendkim/keys/*/mail.private /etc/mailhost/dkim/*/mail.rsa 2>/dev/null | cut -d' ' -f1"
+    before = mail.host.ssh(keys).stdout.split()
+    mail.host.ssh(WHEN_OPENDKIM_SIGNED)
+    assert sorted(mail.host.ssh(keys).stdout.split()) == sorted(before)  # the keys are in OpenDKIM's place now
+    run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    assert sorted(mail.host.ssh(keys).stdout.split()) == sorted(before), "an RSA key was not taken over as it was"
+    gone = mail.host.ssh("dpkg-query -W -f '${db:Status-Abbrev}' opendkim 2>/dev/null; ls /etc/opendkim 2>&1",
+                         check=False).stdout
+    assert "ii" not in gone and "No such file" in gone, gone
+    assert not run_deploy([mail.host], {"spec": str(mail.spec_path)}).check().changed
+    test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signature(lab, mail, 587)
 
 
 # One failed login from the lab's outsider address, as a script run there: SMTP AUTH PLAIN on 587 (one

@@ -26,7 +26,7 @@ apt_get full-upgrade
 """
 
 # What must be the very same files after the upgrade: DKIM keys and the certificate with its key.
-KEPT_FILES = "sha256sum /etc/opendkim/keys/*/*.private /etc/letsencrypt/live/*/fullchain.pem " \
+KEPT_FILES = "sha256sum /etc/mailhost/dkim/*/* /etc/letsencrypt/live/*/fullchain.pem " \
              "/etc/letsencrypt/live/*/privkey.pem"
 
 

@@ -5,6 +5,7 @@ and lost answers without duplicating records."""
 from __future__ import annotations
 
 import base64
+import os
 import hashlib
 import time
 import traceback
@@ -44,7 +45,7 @@ def spki() -> str:
 
 @pytest.fixture(scope="module")
 def keys() -> dict[str, str]:
-    return {"mail": spki(), "old": spki(), "tls": spki()}
+    return {"mail": spki(), "old": spki(), "tls": spki(), "ed25519": base64.b64encode(os.urandom(32)).decode()}
 
 
 @pytest.fixture
@@ -70,8 +71,14 @@ def spec(fake, monkeypatch):
     return make
 
 
+def dkim_keys(keys: dict[str, str], domains=("example.org",), selectors=("mail",)) -> dict:
+    """Each domain's RSA keys and its Ed25519 key (the default selector), as the host's fact has them."""
+    return {**{(d, s, "rsa"): keys[s] for d in domains for s in selectors},
+            **{(d, "ed25519", "ed25519"): keys["ed25519"] for d in domains}}
+
+
 def facts(keys: dict[str, str], selectors=("mail",)) -> HostFacts:
-    return HostFacts(addresses=ADDRESSES, dkim_keys={("example.org", s): keys[s] for s in selectors},
+    return HostFacts(addresses=ADDRESSES, dkim_keys=dkim_keys(keys, selectors=selectors),
                      tls_keys={"mail.example.org": keys["tls"], "mail.example.org-b": keys["tls"]})
 
 
@@ -117,8 +124,8 @@ def web_records(domain: str) -> list[tuple[str, str, str]]:
     ]
 
 
-# What each further domain gets in its own zone: MX, SPF, DMARC, TLS-RPT, DKIM and the 9 web records.
-PER_DOMAIN = 5 + len(web_records("example.net"))
+# What each further domain gets in its own zone: MX, SPF, DMARC, TLS-RPT, two DKIM keys and the 9 web records.
+PER_DOMAIN = 6 + len(web_records("example.net"))
 
 
 def expected(keys: dict[str, str], selectors=("mail",)) -> list[tuple[str, str, str]]:
@@ -131,6 +138,7 @@ def expected(keys: dict[str, str], selectors=("mail",)) -> list[tuple[str, str, 
         ("_smtp._tls.example.org", "TXT", "v=TLSRPTv1; rua=mailto:postmaster@example.org"),
         ("_25._tcp.mail.example.org", "TLSA", tlsa(keys["tls"])),
         ("mail.example.org", "CAA", '0 issue "letsencrypt.org"'),
+        ("ed25519._domainkey.example.org", "TXT", f"v=DKIM1; k=ed25519; p={keys['ed25519']}"),
     ] + [(f"{s}._domainkey.example.org", "TXT", f"v=DKIM1; k=rsa; p={keys[s]}") for s in selectors])
 
 
@@ -173,7 +181,8 @@ def test_values_cloudflare_spells_differently_read_as_the_same(fake, spec, keys)
     assert created == sorted([("create", "_25._tcp.mail.example.org", "TLSA"),
                               ("create", "_smtp._tls.example.org", "TXT"), ("create", "example.org", "TXT"),
                               ("create", "mail.example.org", "A"), ("create", "mail.example.org", "AAAA"),
-                              ("create", "mail.example.org", "CAA")]
+                              ("create", "mail.example.org", "CAA"),
+                              ("create", "ed25519._domainkey.example.org", "TXT")]
                              + [("create", name, rtype) for name, rtype, _ in web_records("example.org")])
     assert published(fake) == expected(keys)
 
@@ -247,15 +256,15 @@ def test_many_zones_are_worked_on_in_parallel_one_batch_each(fake, spec, keys):
     for name in others:
         fake.add_zone(name)
     the_spec = spec(domains=("example.org", *others))
-    many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"] for d in ("example.org", *others)},
+    many = HostFacts(addresses=ADDRESSES, dkim_keys=dkim_keys(keys, ("example.org", *others)),
                      tls_keys={"mail.example.org": keys["tls"], "mail.example.org-b": keys["tls"]})
     provider, states = run(the_spec, many)
     assert [s.zone.name for s in states] == ["example.org", *others]
     assert fake.requests[BATCH] == 13 and provider.requests == Requests(reads=2 * 13, writes=13)
     for name in others:
-        # SPF, DMARC, DKIM, TLS-RPT, _mta-sts; mta-sts and autoconfig; six SRV (the host name's TLSA and CAA
-        # are in example.org)
-        assert sorted(r["type"] for r in fake.records(name)) == ["CNAME"] * 2 + ["MX"] + ["SRV"] * 6 + ["TXT"] * 5
+        # SPF, DMARC, two DKIM, TLS-RPT, _mta-sts; mta-sts and autoconfig; six SRV (the host name's TLSA and
+        # CAA are in example.org)
+        assert sorted(r["type"] for r in fake.records(name)) == ["CNAME"] * 2 + ["MX"] + ["SRV"] * 6 + ["TXT"] * 6
     provider, states = run(the_spec, many)
     assert provider.requests == Requests(reads=2 * 13, writes=0)
 
@@ -268,8 +277,7 @@ def test_a_zone_that_keeps_failing_does_not_stop_the_others(fake, spec, keys):
     for _ in range(3):  # every attempt (WRITE_ATTEMPTS) fails before the write
         fake.inject("500", method="POST", path_contains=f"{broken}/dns_records/batch")
     the_spec = spec(domains=("example.org", "broken.example", "fine.example"))
-    many = HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): keys["mail"]
-                                                     for d in ("example.org", "broken.example", "fine.example")},
+    many = HostFacts(addresses=ADDRESSES, dkim_keys=dkim_keys(keys, ("example.org", "broken.example", "fine.example")),
                      tls_keys={"mail.example.org": keys["tls"], "mail.example.org-b": keys["tls"]})
     with pytest.raises(DnsError, match="zone broken.example: writes keep failing"):
         run(the_spec, many)

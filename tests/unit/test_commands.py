@@ -7,7 +7,7 @@ import shlex
 import types
 
 from roles.certbot import ready_command, request_command
-from roles.opendkim import make_keys_command
+from roles.dkim import make_keys_command
 
 HOSTILE = ["`touch /tmp/pwned`", "$(id)", "a;reboot;#", "x' || true '", "line\nbreak", "two words"]
 
@@ -74,9 +74,9 @@ def test_certbot_gets_each_spec_value_as_one_argument():
 
 def test_dkim_key_jobs_are_quoted_words():
     for value in HOSTILE:
-        words = tokens(make_keys_command([("example.org", "mail"), (f"ex{value}.org", "s")], 2048))
+        words = tokens(make_keys_command([("example.org", "mail", "rsa"), (f"ex{value}.org", "s", "ed25519")], 2048))
         start = words.index("in") + 1
-        assert words[start:words.index(";", start)] == ["example.org/mail", f"ex{value}.org/s"]
+        assert words[start:words.index(";", start)] == ["example.org/mail/rsa", f"ex{value}.org/s/ed25519"]
 
 
 def test_key_rollover_commands_get_the_slot_names_as_single_arguments():

@@ -34,7 +34,8 @@ def key(bits: int = 2048) -> str:
                                                 serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
 
 
-FACTS = HostFacts(("192.0.2.10", "2001:db8::10"), {("example.org", "mail"): key(), ("example.net", "mail"): key()},
+FACTS = HostFacts(("192.0.2.10", "2001:db8::10"),
+                  {(d, s, a): key() for d in ("example.org", "example.net") for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))},
                   {"mail.example.org": key(), "mail.example.org-b": key()})
 
 
@@ -57,7 +58,7 @@ def test_a_2048_bit_dkim_key_is_split_into_255_byte_strings_and_compares_by_mean
     dkim = [d for d in wanted() if d.name == "mail._domainkey.example.org"][0]
     (value,) = dkim.rdatas
     assert [len(s) for s in value.strings][:-1] == [255] and len(value.strings) == 2
-    assert txt_value(value) == f"v=DKIM1; k=rsa; p={FACTS.dkim_keys[('example.org', 'mail')]}"
+    assert txt_value(value) == f"v=DKIM1; k=rsa; p={FACTS.dkim_keys[('example.org', 'mail', 'rsa')]}"
     # A provider that splits differently (or not at all) holds the same record.
     joined = b"".join(value.strings)
     other_split = rdata("TXT", " ".join(f'"{joined[i:i + 100].decode()}"' for i in range(0, len(joined), 100)))
@@ -89,7 +90,7 @@ def test_unknown_host_values_are_pending_not_guessed():
     pending = {(p.desired.name, p.desired.rdtype): p.exists for p in plan.pending}
     assert pending == {("mail.example.org", "A"): False, ("mail.example.org", "AAAA"): False,
                        ("mail._domainkey.example.org", "TXT"): True, ("example.org", "MX"): False,
-                       ("_25._tcp.mail.example.org", "TLSA"): False}
+                       ("ed25519._domainkey.example.org", "TXT"): False, ("_25._tcp.mail.example.org", "TLSA"): False}
     assert not [c for c in plan.changes if c.name == "mail._domainkey.example.org"], "kept until known"
     assert "known after apply" in "\n".join(plan.lines())
     assert "MX: waits for mail.example.org A or mail.example.org AAAA" in "\n".join(plan.lines())
@@ -113,6 +114,7 @@ def test_creates_updates_deletes_only_what_is_ours():
     by = {(c.action, c.name, c.rdtype): c for c in plan.changes}
     assert set(by) == {("create", "mail.example.org", "AAAA"), ("create", "example.org", "MX"),
                        ("create", "example.org", "TXT"), ("create", "mail._domainkey.example.org", "TXT"),
+                       ("create", "ed25519._domainkey.example.org", "TXT"),
                        ("create", "_25._tcp.mail.example.org", "TLSA"), ("create", "mail.example.org", "CAA"),
                        ("create", "_smtp._tls.example.org", "TXT"),
                        ("update", "_dmarc.example.org", "TXT"), ("update", "mail.example.org", "A"),
@@ -174,10 +176,12 @@ def test_ownership_markers_cover_exactly_what_they_claim():
 def test_plan_as_json_for_ci():
     plan = diff("example.org", wanted(), [], OWNER)
     data = json.loads(json.dumps(plan.to_json()))
-    # A, AAAA, MX, SPF, DKIM, DMARC, TLSA, CAA, TLS-RPT, and the 9 of MTA-STS and client autoconfig
-    assert data["zone"] == "example.org" and len(data["changes"]) == 9 + len(WEB_SETS)
+    # A, AAAA, MX, SPF, DKIM (RSA, Ed25519), DMARC, TLSA, CAA, TLS-RPT, and the 9 of MTA-STS and client autoconfig
+    assert data["zone"] == "example.org" and len(data["changes"]) == 10 + len(WEB_SETS)
     (dkim,) = [c for c in data["changes"] if c["name"] == "mail._domainkey.example.org"]
     assert dkim["action"] == "create" and dkim["after"][0].startswith('"v=DKIM1; k=rsa; p=MII')
+    (ed25519,) = [c for c in data["changes"] if c["name"] == "ed25519._domainkey.example.org"]
+    assert ed25519["after"][0].startswith('"v=DKIM1; k=ed25519; p=')
 
 
 @pytest.mark.parametrize("kind,value", [("A", "192.0.2.1"), ("AAAA", "2001:DB8::1"), ("CNAME", "X.example.")])

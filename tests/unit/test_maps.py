@@ -155,6 +155,9 @@ def test_given_hash_is_used_verbatim(spec, tmp_path):
     (tables.passwd_entry, ("alice@example.org", "{PLAIN}x:1000")),       # shifts the uid field
     (tables.passwd_entry, ("alice:x@example.org", "{PLAIN}x")),
     (tables.passwd_entry, ("alice@example.org", "{PLAIN}x", "userdb_quota_rule=*:storage=1B\nbob:x")),
+    (tables.ucl_string, ('example.org"; enabled = false; x = "',)),    # ends the string
+    (tables.ucl_string, ("${CONFDIR}/x",)),                             # a UCL variable
+    (tables.ucl_string, ("a\\",)),
 ])
 def test_table_writers_refuse_what_would_change_the_file_structure(write, args):
     """The last line behind the spec's checks: such a value stops the run instead of splitting a line."""
@@ -163,6 +166,7 @@ def test_table_writers_refuse_what_would_change_the_file_structure(write, args):
 
 
 def test_table_writers_write_one_line_of_fields():
+    assert tables.ucl_string("/etc/mailhost/dkim/example.org/mail.rsa") == '"/etc/mailhost/dkim/example.org/mail.rsa"'
     assert tables.key_value("*@example.org", "mail._domainkey.example.org") == "*@example.org mail._domainkey.example.org"
     assert tables.passwd_entry("ünï@example.org", "{SHA512-CRYPT}$6$x", "userdb_quota_rule=*:storage=1B") == \
         "ünï@example.org:{SHA512-CRYPT}$6$x::::::userdb_quota_rule=*:storage=1B"

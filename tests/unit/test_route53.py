@@ -85,7 +85,8 @@ def make_spec(aws: MotoRoute53, domains=("example.org",), **dns):
 def facts(key: str) -> HostFacts:
     """Every value known: the addresses, the DKIM keys and the key of the host name's certificate (here the
     DKIM key again: any SubjectPublicKeyInfo will do)."""
-    return HostFacts(addresses=ADDRESSES, dkim_keys={(d, "mail"): key for d in ("example.org", "example.net")},
+    return HostFacts(addresses=ADDRESSES, dkim_keys={(d, s, a): key for d in ("example.org", "example.net")
+                                                     for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))},
                      tls_keys={"mail.example.org": key, "mail.example.org-b": key})
 
 
@@ -187,7 +188,7 @@ def test_every_page_is_read_and_350_foreign_sets_survive(aws, zone_id, dkim):
     assert zone["example.org", "MX"] == ["10 mail.example.org."]
 
     again, states = run(make_spec(aws), facts(dkim))
-    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 18  # NS, SOA, ours
+    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 19  # NS, SOA, ours
     assert (again.requests.reads, again.requests.writes) == (3, 0)
 
 

@@ -18,6 +18,7 @@ from mailhost import maps
 from mailhost.services import services_on
 from mailhost.spec import SpecError, parse_spec
 from roles._config import render as render_template, template_path
+from roles.dkim import key_path, signing_keys
 from tests.hostile_specs import PATHS, SECRET, SECRET_FIELDS, mutated, values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,10 +47,10 @@ def assert_renders_cleanly(spec) -> None:
         assert len(rendered) == len(users)
         assert all(line.split(":")[:3] == [address, password_hash, ""]  # fields stay in place
                    for line, (address, password_hash, _) in zip(rendered, users))
-    keys = sorted((d.name, s) for d in spec.domains for s in spec.selectors(d))
-    for table in ("key.table", "signing.table"):
-        rendered = lines(render("opendkim", f"/etc/opendkim/{table}", keys=keys, key_path=lambda d, s: f"/k/{d}/{s}"))
-        assert len(rendered) == len(keys)
+    keys = signing_keys(spec)
+    rendered = lines(render("rspamd", "/etc/rspamd/local.d/dkim_signing.conf", keys=keys, key_path=key_path))
+    assert [line.strip() for line in rendered if "selector =" in line] == [
+        f'{{ selector = "{s}"; path = "{key_path(d, s, a)}"; }},' for d, s, a in keys]
     texts = [render("postfix", "/etc/postfix/main.cf", spec=spec, tls="/etc/letsencrypt/live/" + spec.hostname),
              render("fail2ban", "/etc/fail2ban/jail.d/mailhost.local", spec=spec, deployer="192.0.2.99",
                     login_ports=[s.port for s in services_on(spec.features) if s.login]),

@@ -11,13 +11,14 @@ import shlex
 import socket
 from collections.abc import Callable, Iterable
 
+from mailhost import hostinfo
 from mailhost.services import JAILS, services_on
 from mailhost.spec import Spec
 
 from ..result import Result, error, ok, warn
 
 Run = Callable[[str], str]
-SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "opendkim", "fail2ban", "nftables"]
+SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "fail2ban", "nftables"]
 
 
 def check_services(run: Run, spec: Spec) -> Iterable[Result]:
@@ -86,13 +87,22 @@ def check_fail2ban(run: Run, spec: Spec) -> Iterable[Result]:
 
 
 def check_key_files(run: Run, spec: Spec) -> Iterable[Result]:
-    out = run("stat -c '%a %U %n' /etc/opendkim/keys/*/*.private 2>/dev/null || true")
-    bad = [line for line in out.splitlines() if not line.startswith("600 opendkim ")]
-    if bad or not out.strip():
-        yield error("host.keys", spec.hostname, "DKIM private keys with wrong mode/owner or missing: "
-                    + ("; ".join(bad) or "no key files"), "run the deploy again (mode 600, owner opendkim)")
+    """Every key the spec signs with is on the host, readable by rspamd alone (a key others can read is a key
+    others can sign with)."""
+    owner = hostinfo.DKIM_KEY_OWNER
+    paths = [hostinfo.dkim_key_path(d.name, s, a) for d in spec.domains for s, a in spec.dkim_keys(d)]
+    found = {line.rsplit(" ", 1)[1]: line.rsplit(" ", 1)[0] for line in
+             run(f"stat -c '%a %U %n' {hostinfo.DKIM_KEY_DIR}/*/* 2>/dev/null || true").splitlines()
+             if line.count(" ") >= 2}
+    missing = [p for p in paths if p not in found]
+    wrong = [f"{p} ({found[p]})" for p in paths if p in found and found[p] != f"600 {owner}"]
+    if missing or wrong:
+        yield error("host.keys", spec.hostname, "DKIM private keys "
+                    + "; ".join(filter(None, [missing and "missing: " + ", ".join(missing),
+                                              wrong and f"not mode 600, owner {owner}: " + ", ".join(wrong)])),
+                    f"run the deploy again (it makes missing keys, mode 600, owner {owner})")
     else:
-        yield ok("host.keys", spec.hostname, f"{len(out.splitlines())} DKIM private key(s), mode 600, owner opendkim")
+        yield ok("host.keys", spec.hostname, f"{len(paths)} DKIM private key(s), mode 600, owner {owner}")
 
 
 def check_open_ports(run: Run, spec: Spec, address: str, timeout: float = 3.0) -> Iterable[Result]:

@@ -1,6 +1,7 @@
 """Authentication of real mail: the probe mailbox sends itself a message through submission (587); it is
-read back over IMAPS and judged as a receiver would: DKIM against the key *as published in DNS*, SPF for
-the address it came from, DMARC alignment. The probe is deleted afterwards, so verify changes nothing.
+read back over IMAPS and judged as a receiver would: each DKIM signature (RSA, Ed25519) against its key *as
+published in DNS*, SPF for the address it came from, DMARC alignment. The probe is deleted afterwards, so
+verify changes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from email.message import EmailMessage
 
 import dkim
+import dkim.util
 
 from mailhost.passwords import read_password
 
@@ -81,33 +83,56 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
                     "check `journalctl -u postfix@- -u dovecot` on the host")
         return
     yield ok("mail.probe", user, "a probe sent through submission (587) arrived over IMAPS and was deleted")
-    yield from despite_caches(lambda lk: _judge(raw, domain, address, lk), lookup, fresh)
+    keys = spec.dkim_keys(next(d for d in spec.domains if d.name == domain))
+    yield from despite_caches(lambda lk: _judge(raw, domain, keys, address, lk), lookup, fresh)
 
 
-def _judge(raw: bytes, domain: str, address: str, lookup) -> Iterable[Result]:
-    """DKIM with the key from DNS, SPF for the sending address, DMARC alignment of both."""
-    published: list[str] = []
+ALGORITHMS = {"rsa": b"rsa-sha256", "ed25519": b"ed25519-sha256"}  # key type -> the signature's a= tag
+
+
+def judge_signatures(raw: bytes, domain: str, keys: list[tuple[str, str]], dns_txt) -> tuple[bool, Result]:
+    """Whether a signature of `domain` verifies, and the mail.dkim result: the message must carry a signature by
+    each of the domain's keys ((selector, algorithm)) and each must verify with the key `dns_txt` finds, as
+    every receiver checks the signatures it knows (RFC 6376 6.1; RFC 8463)."""
+    message = dkim.DKIM(raw)
+    signatures = [(i, dkim.util.parse_tag_value(value)) for i, (name, value) in
+                  enumerate(h for h in message.headers if h[0].lower() == b"dkim-signature")]
+    verdicts: dict[tuple[str, str], bool] = {}
+    for i, tags in signatures:
+        if tags.get(b"d", b"").decode().lower() != domain:
+            continue
+        algorithm = next((k for k, a in ALGORITHMS.items() if a == tags.get(b"a")), tags.get(b"a", b"?").decode())
+        verdicts[(tags.get(b"s", b"").decode(), algorithm)] = bool(dkim.DKIM(raw).verify(idx=i, dnsfunc=dns_txt))
+    named = lambda key: f"{'Ed25519' if key[1] == 'ed25519' else key[1].upper()} '{key[0]}'"  # noqa: E731
+    missing = [named(k) for k in keys if k not in verdicts]
+    failing = [named(k) for k, passed in verdicts.items() if not passed]
+    passing = any(verdicts.values())
+    if not signatures:
+        return False, error("mail.dkim", domain, "the probe is not DKIM-signed",
+                            "check rspamd on the host (host.services) and its dkim_signing.conf")
+    if missing or failing:
+        problems = "; ".join(filter(None, [missing and "no signature by " + ", ".join(missing),
+                                           failing and "does not verify with the key in DNS: " + ", ".join(failing)]))
+        return passing, error("mail.dkim", domain, f"the probe's DKIM signatures: {problems}",
+                              "publish the host's keys (run the deploy or `mailhost dns apply`)" if failing else
+                              "run the deploy again (rspamd signs with every key of the domain)")
+    return passing, ok("mail.dkim", domain, "the probe's DKIM signatures (" + ", ".join(named(k) for k in verdicts)
+                       + ") verify with the keys published in DNS")
+
+
+def _judge(raw: bytes, domain: str, keys: list[tuple[str, str]], address: str, lookup) -> Iterable[Result]:
+    """DKIM with the keys from DNS, SPF for the sending address, DMARC alignment of both."""
 
     def dns_txt(name: bytes, timeout: float = 5) -> bytes | None:
         answers = lookup(name.decode().rstrip("."), "TXT")
-        published.extend(answers)
         return answers[0].encode() if answers else None
 
-    signed = b"DKIM-Signature" in raw
     try:
-        dkim_pass = signed and dkim.verify(raw, dnsfunc=dns_txt)
+        dkim_pass, result = judge_signatures(raw, domain, keys, dns_txt)
     except LookupTimeout:
-        yield timeout("mail.dkim", domain, "the DKIM key in DNS")
+        yield timeout("mail.dkim", domain, "the DKIM keys in DNS")
         return
-    if dkim_pass:
-        yield ok("mail.dkim", domain, "the probe's DKIM signature verifies with the key published in DNS")
-    elif not signed:
-        yield error("mail.dkim", domain, "the probe is not DKIM-signed", "check OpenDKIM on the host "
-                                                                         "(host.services) and its signing table")
-    else:
-        yield error("mail.dkim", domain, "the probe's DKIM signature does not verify with the key in DNS "
-                                         f"({'no key published' if not published else 'a different key'})",
-                    "publish the host's key (run the deploy or `mailhost dns apply`)")
+    yield result
     try:
         spf = evaluate_spf(domain, address, lookup, sender=f"postmaster@{domain}")
         records = [r for r in lookup(f"_dmarc.{domain}", "TXT") if r.startswith("v=DMARC1")]

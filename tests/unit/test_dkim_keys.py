@@ -1,0 +1,137 @@
+"""The DKIM keys as the host makes and reads them (the same shell commands, run here with this machine's openssl):
+a message signed with each key verifies against the record the DNS stage would publish from the host's fact."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from email.message import EmailMessage
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from mailhost import hostinfo
+from mailhost.dns.records import HostFacts, dkim as dkim_records, txt_value
+from mailhost.spec import Spec, SpecError, parse_spec
+from mailhost.verify.checks.host import check_key_files
+from mailhost.verify.checks.probe import judge_signatures
+from mailhost.verify.result import Status
+from roles.dkim import _MAKE
+
+
+HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86
+
+
+def make_key(folder, algorithm: str) -> bytes:
+    subprocess.run(["sh", "-ec", _MAKE[algorithm]], env={"t": str(folder), "bits": "2048", "PATH": "/usr/bin:/bin"},
+                   check=True)
+    return (folder / "key").read_bytes()
+
+
+def host_fact(key_dir) -> dict:
+    command = hostinfo.DKIM_PUBLIC_KEYS.replace(hostinfo.DKIM_KEY_DIR, str(key_dir))
+    return hostinfo.parse_dkim_public_keys(subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                                                          check=True).stdout.splitlines())
+
+
+def test_each_key_signs_mail_that_verifies_with_the_record_published_from_the_host(tmp_path):
+    domain_dir = tmp_path / "keys" / "example.org"
+    domain_dir.mkdir(parents=True)
+    rsa, ed25519 = make_key(tmp_path, "rsa"), make_key(tmp_path, "ed25519")
+    (domain_dir / "mail.rsa").write_bytes(rsa)
+    (domain_dir / "ed25519.ed25519").write_bytes(ed25519)
+    assert rsa.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert b"\n" not in ed25519 and len(base64.b64decode(ed25519)) == 64  # rspamd's format: seed + public key
+
+    spec = Spec.model_validate({"hostname": "mail.example.org", "domains": [{"name": "example.org"}],
+                                "mailboxes": []})
+    facts = HostFacts(dkim_keys=host_fact(tmp_path / "keys"))
+    records = {r.name.split(".")[0]: txt_value(next(iter(r.rdatas))) for r in
+               dkim_records(spec, spec.domains[0], facts)}
+    assert records["mail"].startswith("v=DKIM1; k=rsa; p=MII")
+    assert records["ed25519"].startswith("v=DKIM1; k=ed25519; p=") and len(records["ed25519"]) == 66
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.net", "keys"
+    message.set_content("made on the host\n")
+    raw = message.as_bytes()
+    seed = base64.b64encode(base64.b64decode(ed25519)[:32])
+    signed = (dkim.sign(raw, b"ed25519", b"example.org", seed, signature_algorithm=b"ed25519-sha256")
+              + dkim.sign(raw, b"mail", b"example.org", rsa) + raw)
+
+    def dns(name: bytes, timeout: float = 5) -> bytes:
+        return records[name.decode().split(".")[0]].encode()
+
+    verifier = dkim.DKIM(signed)
+    assert [verifier.verify(idx=i, dnsfunc=dns) for i in range(2)] == [True, True]
+    other = make_key(tmp_path, "ed25519")  # a key the record does not publish fails
+    forged = dkim.sign(raw, b"ed25519", b"example.org", base64.b64encode(base64.b64decode(other)[:32]),
+                       signature_algorithm=b"ed25519-sha256") + raw
+    assert dkim.DKIM(forged).verify(dnsfunc=dns) is False
+
+
+# -- the spec's selectors --------------------------------------------------------------------------------------
+def spec_with(dkim: dict | None = None, **domain) -> Spec:
+    return parse_spec({"hostname": "mail.example.org", "domains": [{"name": "example.org", **domain}],
+                       "mailboxes": [{"address": "a@example.org", "password_hash": HASH}],
+                       **({"dkim": dkim} if dkim is not None else {})})
+
+
+def test_every_domain_signs_with_rsa_and_ed25519_unless_the_spec_says_otherwise():
+    assert spec_with().dkim_keys(spec_with().domains[0]) == [("mail", "rsa"), ("ed25519", "ed25519")]
+    only_rsa = spec_with(dkim_ed25519_selectors=[])
+    assert only_rsa.dkim_keys(only_rsa.domains[0]) == [("mail", "rsa")]
+    renamed = spec_with({"selectors": ["s2026"], "ed25519_selectors": ["e2026"]})
+    assert renamed.dkim_keys(renamed.domains[0]) == [("s2026", "rsa"), ("e2026", "ed25519")]
+
+
+@pytest.mark.parametrize("dkim, domain, path, words", [
+    ({"ed25519_selectors": ["mail"]}, {}, "dkim.ed25519_selectors", "'mail' is also an RSA selector"),
+    (None, {"dkim_ed25519_selectors": ["x", "x"]}, "domains[0].dkim_ed25519_selectors[1]", "'x' is listed twice"),
+    (None, {"dkim_selectors": ["a"], "dkim_ed25519_selectors": ["a"]}, "domains[0].dkim_ed25519_selectors",
+     "'a' is also an RSA selector"),
+    (None, {"dkim_selectors": []}, "domains[0].dkim_selectors", "Ed25519 needs an RSA selector beside it"),
+    ({"selectors": []}, {}, "dkim.selectors", "Ed25519 needs an RSA selector beside it"),
+])
+def test_a_selector_names_one_key_and_ed25519_never_signs_alone(dkim, domain, path, words):
+    with pytest.raises(SpecError) as err:
+        spec_with(dkim, **domain)
+    assert f"{path}: " in str(err.value) and words in str(err.value), str(err.value)
+
+
+# -- verify: the probe's signatures and the key files ----------------------------------------------------------
+def test_the_probe_needs_a_verifying_signature_by_each_key_of_its_domain(tmp_path):
+    rsa, ed25519 = make_key(tmp_path, "rsa"), make_key(tmp_path, "ed25519")
+    seed = base64.b64encode(base64.b64decode(ed25519)[:32])
+    records = {"mail": "v=DKIM1; k=rsa; p=" + base64.b64encode(
+        serialization.load_pem_private_key(rsa, None).public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode(),
+        "ed25519": "v=DKIM1; k=ed25519; p=" + base64.b64encode(base64.b64decode(ed25519)[32:]).decode()}
+
+    def dns(name: bytes, timeout: float = 5) -> bytes | None:
+        record = records.get(name.decode().split(".")[0])
+        return record.encode() if record else None
+
+    raw = b"From: a@example.org\r\nTo: a@example.org\r\nSubject: probe\r\n\r\nbody\r\n"
+    by_rsa = dkim.sign(raw, b"mail", b"example.org", rsa)
+    by_ed25519 = dkim.sign(raw, b"ed25519", b"example.org", seed, signature_algorithm=b"ed25519-sha256")
+    keys = [("mail", "rsa"), ("ed25519", "ed25519")]
+
+    passing, result = judge_signatures(by_ed25519 + by_rsa + raw, "example.org", keys, dns)
+    assert passing and result.status is Status.OK and "RSA 'mail'" in result.message and "Ed25519" in result.message
+    passing, result = judge_signatures(by_rsa + raw, "example.org", keys, dns)
+    assert passing and result.status is Status.ERROR and "no signature by Ed25519 'ed25519'" in result.message
+    records["ed25519"] = records["ed25519"][:-8] + "AAAAAAA="  # another key published
+    passing, result = judge_signatures(by_ed25519 + by_rsa + raw, "example.org", keys, dns)
+    assert passing and result.status is Status.ERROR and "does not verify" in result.message
+    passing, result = judge_signatures(raw, "example.org", keys, dns)
+    assert not passing and "not DKIM-signed" in result.message
+
+
+def test_key_files_must_be_there_and_private_to_rspamd():
+    spec = spec_with()
+    mail, ed = (hostinfo.dkim_key_path("example.org", s, a) for s, a in spec.dkim_keys(spec.domains[0]))
+    assert list(check_key_files(lambda _: f"600 _rspamd {mail}\n600 _rspamd {ed}\n", spec))[0].status is Status.OK
+    (result,) = list(check_key_files(lambda _: f"644 _rspamd {mail}\n", spec))
+    assert result.status is Status.ERROR and f"missing: {ed}" in result.message and f"{mail} (644 _rspamd)" in result.message
