@@ -22,7 +22,6 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-import dns.exception
 
 from mailhost.dns import authoritative
 from mailhost.dns.records import rdata, tlsa_value
@@ -108,15 +107,5 @@ def decide(spec: Spec, state: HostTls, keys: dict[str, str], now: float, served_
 
 def served_by_all_nameservers(spec: Spec, value: str) -> bool | None:
     """Does every authoritative nameserver of the host name's zone answer `_25._tcp.<host>` TLSA with `value`?"""
-    zone = spec.zone_of(spec.hostname)
-    if zone is None:
-        return None
-    wanted = rdata("TLSA", value)
-    name = f"_25._tcp.{spec.hostname}"
-    try:
-        res = authoritative.resolver(spec.dns.resolvers)
-        servers = authoritative.nameservers(zone, res)
-        addresses = [a for found in servers.values() for a in found]
-        return bool(addresses) and all(wanted in authoritative.ask(a, name, "TLSA")[1] for a in addresses)
-    except dns.exception.DNSException:
-        return None
+    return authoritative.served_everywhere(spec.zone_of(spec.hostname), spec.dns.resolvers,
+                                           f"_25._tcp.{spec.hostname}", "TLSA", rdata("TLSA", value))

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
@@ -54,3 +56,17 @@ def ask(server: str, name: str, rdtype: str) -> tuple[dns.rcode.Rcode, set]:
     found = response.get_rrset(response.answer, dns.name.from_text(name), dns.rdataclass.IN,
                                dns.rdatatype.from_text(rdtype))
     return response.rcode(), {canonical(rd) for rd in found or ()}
+
+
+def served_everywhere(zone: str | None, resolvers: Sequence[str], name: str, rdtype: str,
+                      wanted: dns.rdata.Rdata) -> bool | None:
+    """Does every authoritative nameserver of `zone` answer `name` `rdtype` with `wanted` among its records?
+    None: could not tell (no zone of ours, a server that did not answer). A key rollover waits for True."""
+    if zone is None:
+        return None
+    try:
+        servers = nameservers(zone, resolver(resolvers))
+        addresses = [a for found in servers.values() for a in found]
+        return bool(addresses) and all(canonical(wanted) in ask(a, name, rdtype)[1] for a in addresses)
+    except dns.exception.DNSException:
+        return None
