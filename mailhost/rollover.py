@@ -22,7 +22,6 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
-
 from mailhost.dns import authoritative
 from mailhost.dns.records import rdata, tlsa_value
 from mailhost.spec import Spec
