@@ -36,8 +36,9 @@ certbot.apply(spec)  # asks for the certificate in the background; the roles tha
 dkim.apply(spec)  # the keys rspamd signs with
 fail2ban.apply(spec)
 certbot.ready(spec)  # Dovecot and Postfix do (and a key rollover the spec asks for happens here)
-published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec))  # DKIM keys, the certificates' keys
+published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec) or dkim.rotating(spec))  # DKIM, TLSA
 certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
+dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
 dovecot.apply(spec)
 postfix.apply(spec)
 dkim.retire_opendkim()  # (hosts set up when OpenDKIM signed) now that Postfix no longer uses it

@@ -110,11 +110,18 @@ def spf(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
 
 
 def dkim(spec: Spec, domain: Domain, facts: HostFacts) -> Iterable[RecordSet]:
-    for selector, algorithm in spec.dkim_keys(domain):
+    """The domain's keys the spec names (known once the host made them), and every other key of the domain still on
+    the host: one a rotation replaced, published until `dkim.retention` is over (`mailhost.dkim_keys`)."""
+    wanted = spec.dkim_keys(domain)
+    names = {s for s, _ in wanted}  # (a selector moved to the other algorithm has one record: the spec's key)
+    leaving = sorted((s, a) for d, s, a in (facts.dkim_keys or {}) if d == domain.name and s not in names)
+    for selector, algorithm in wanted + leaving:
         key = None if facts.dkim_keys is None else facts.dkim_keys.get((domain.name, selector, algorithm))
         values = None if key is None else [txt(f"v=DKIM1; k={algorithm}; p={key}")]
+        kind = "Ed25519" if algorithm == "ed25519" else "RSA"
         yield _set(spec, f"{selector}._domainkey.{domain.name}", "TXT", values,
-                   f"DKIM {'Ed25519' if algorithm == 'ed25519' else 'RSA'} key '{selector}' (made on the host)")
+                   f"DKIM {kind} key '{selector}' (made on the host)" if (selector, algorithm) in wanted else
+                   f"DKIM {kind} key '{selector}' (rotated out: published until dkim.retention is over)")
 
 
 def dmarc_rua(spec: Spec, domain: Domain) -> list[str]:

@@ -98,6 +98,10 @@ class Dkim(Model):
         "checks the shorter, stronger key; one that does not ignores that signature and checks the RSA one",
         ["ed25519"])
     key_bits: Annotated[int, OneOf(1024, 2048, 3072, 4096)] = doc("RSA key size of new keys", 2048)
+    retention: Annotated[int, Duration()] = doc(
+        "How long a key the spec no longer names stays published after it stopped signing (mail signed just "
+        "before still verifies where it arrives late), before its record is withdrawn and the host deletes it. "
+        "Renaming a selector rotates: the new key signs once its record has been out for dns.ttl", 7 * 86400)
 
 
 class Features(Model):

@@ -14,7 +14,7 @@ from pathlib import Path
 import dns.exception
 import dns.resolver
 
-from mailhost import dnssec, hostinfo
+from mailhost import dkim_keys, dnssec, hostinfo
 from mailhost.dns.records import HostFacts
 from mailhost.spec import Spec
 
@@ -133,6 +133,7 @@ def run_checks(target: Target) -> Iterable[Result]:
     shell = target.run if access.status is Status.OK else None
     keys = hostinfo.parse_dkim_public_keys(shell(hostinfo.DKIM_PUBLIC_KEYS).splitlines()) if shell else None
     tls_keys = hostinfo.parse_tls_public_keys(shell(hostinfo.TLS_PUBLIC_KEYS).splitlines()) if shell else None
+    host_dkim = dkim_keys.HostKeys.parse(shell(dkim_keys.HOST_DKIM_COMMAND).splitlines()) if shell else None
     facts = HostFacts(tuple(addresses), keys, tls_keys)
     jobs: list[Job] = [lambda: dns_checks.check_records(spec, facts, target.resolvers)]
     for domain, policy in ((d.name, spec.dmarc_of(d).policy) for d in spec.domains):
@@ -146,15 +147,17 @@ def run_checks(target: Target) -> Iterable[Result]:
         jobs.append(lambda z=zone, p=probes: dnssec_checks.check_zone(z, query, target.anchor, target.resolvers,
                                                                       spec.verify.rrsig_min_days, p))
     jobs.append(lambda: check_reverse(spec.hostname, addresses, res))
-    jobs += _service_checks(target, addresses, lookup, fresh, query)
+    jobs += _service_checks(target, addresses, lookup, fresh, query, host_dkim)
     if shell:
         jobs += [lambda: host_checks.check_services(shell, spec), lambda: host_checks.check_resolver(shell, spec),
                  lambda: host_checks.check_fail2ban(shell, spec), lambda: host_checks.check_key_files(shell, spec),
-                 lambda: host_checks.check_open_ports(shell, spec, addresses[0])]
+                 lambda: host_checks.check_open_ports(shell, spec, addresses[0]),
+                 lambda: host_checks.check_dkim_rotation(spec, host_dkim)]
     yield from run_jobs(jobs)
 
 
-def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) -> list[Job]:
+def _service_checks(target: Target, addresses: list[str], lookup, fresh, query,
+                    host_dkim: dkim_keys.HostKeys | None) -> list[Job]:
     """The certificate, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick
     either, and another machine may answer on one); TLS versions (a service's setting, two handshakes more per
     port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs; the probe message."""
@@ -188,7 +191,7 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query) 
              for port in (587, 465)]
     if spec.features.dnsbl:
         jobs.append(lambda: smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup))
-    jobs.append(lambda: check_probe(target, address, lookup, fresh))
+    jobs.append(lambda: check_probe(target, address, lookup, fresh, host_dkim))
     return jobs
 
 

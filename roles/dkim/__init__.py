@@ -4,16 +4,25 @@ Keys never leave the host (0600, owned by rspamd's user) and a re-run never rege
 Ed25519 keys are what rspamd loads: base64 of the 32-byte seed and the 32-byte public key, on one line. The
 public halves are a fact (`DkimPublicKeys`) for the DNS stage.
 
+Renaming a selector in the spec rotates the domain's key over several runs (`mailhost.dkim_keys`): this role makes
+the new key, notes when keys are published and retired, and removes a key whose retention is over; rspamd signs
+with the keys the rotation's plan says.
+
 Hosts that mailhost set up before rspamd signed have their RSA keys in OpenDKIM's directory: each is moved here
 under its own name (the published key stays valid), and OpenDKIM is removed once Postfix no longer uses it.
 """
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+import time
 
-from mailhost import hostinfo
+from pyinfra import host, logger
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.operations import server
+
+from mailhost import dkim_keys, hostinfo
+from mailhost.dns import authoritative
+from mailhost.dns.records import txt
 from mailhost.spec import Spec
 
 KEY_DIR, OWNER = hostinfo.DKIM_KEY_DIR, hostinfo.DKIM_KEY_OWNER
@@ -39,6 +48,46 @@ class DkimPublicKeys(FactBase):
 
     def process(self, output: list[str]) -> dict[tuple[str, str, str], str]:
         return hostinfo.parse_dkim_public_keys(output)
+
+
+class DkimState(FactBase):
+    """The keys on the host, those rspamd signs with, when each was published and retired."""
+
+    def command(self) -> str:
+        return dkim_keys.HOST_DKIM_COMMAND
+
+    def process(self, output: list[str]) -> dkim_keys.HostKeys:
+        return dkim_keys.HostKeys.parse(output)
+
+
+_plans: dict[str, tuple[dkim_keys.KeyPlan, list[dkim_keys.KeyId]]] = {}
+
+
+def key_plan(spec: Spec) -> tuple[dkim_keys.KeyPlan, list[dkim_keys.KeyId]]:
+    """This run's plan for the keys, and the keys whose publication is to be noted after the DNS stage: decided
+    once per host (the rspamd role and the deploy ask again). Without a DNS provider the records are published
+    by hand, so a key counts as published from the first run that finds every nameserver serving it."""
+    if host.name not in _plans:
+        state, public = host.get_fact(DkimState), host.get_fact(DkimPublicKeys)
+
+        def served(key: dkim_keys.KeyId) -> bool | None:
+            domain, selector, algorithm = key
+            if key not in public:
+                return None
+            return authoritative.served_everywhere(spec.zone_of(domain), spec.dns.resolvers,
+                                                   f"{selector}._domainkey.{domain}", "TXT",
+                                                   txt(f"v=DKIM1; k={algorithm}; p={public[key]}"))
+
+        plan = dkim_keys.decide(spec, state, time.time(), served)
+        unnoted = [key for key in signing_keys(spec) if key not in state.published]
+        marks = unnoted if spec.dns.provider else [key for key in unnoted if key in public and served(key)]
+        _plans[host.name] = plan, marks
+    return _plans[host.name]
+
+
+def rotating(spec: Spec) -> bool:
+    """Whether the DNS stage has DKIM records to add or withdraw after this role ran."""
+    return key_plan(spec)[0].changes_dns
 
 
 class DkimKeyFiles(FactBase):
@@ -126,10 +175,49 @@ def opendkim_removed():
     yield "rm -rf /etc/opendkim"
 
 
+def notes_command(keys: list[dkim_keys.KeyId], kind: str) -> StringCommand:
+    """Note now as when each key was published or retired (a note already there is kept)."""
+    words: list = ["now=$(date +%s)"]
+    for key in keys:
+        path = QuoteString(dkim_keys.marker(key, kind))
+        words += ["&& mkdir -p", QuoteString(dkim_keys.marker(key, kind).rsplit("/", 1)[0]),
+                  "&& { [ -f", path, "] || echo \"$now\" >", path, "; }"]
+    return StringCommand(*words)
+
+
+def remove_command(keys: list[dkim_keys.KeyId]) -> StringCommand:
+    """A retired key's private half and its notes go (its record goes with them: the DNS stage reads the host
+    again before it writes)."""
+    paths = [QuoteString(p) for key in keys
+             for p in (key_path(*key), dkim_keys.marker(key, "published"), dkim_keys.marker(key, "retired"))]
+    return StringCommand("rm -f", *paths)
+
+
 @deploy("dkim")
 def apply(spec: Spec) -> None:
+    plan, _ = key_plan(spec)
+    for note in plan.notes:
+        host.log_styled(note, fg="yellow", log_func=logger.warning)
     signing_keys_exist(name="DKIM keys are made on the host, private to rspamd", keys=signing_keys(spec),
                        bits=spec.dkim.key_bits)
+    state = host.get_fact(DkimState)
+    if plan.retire:
+        server.shell(name="DKIM rotation: the keys replaced stop signing (noted)",
+                     commands=[notes_command(plan.retire, "retired")])
+    if back := [key for key in plan.sign if key in state.retired]:  # a key the spec named again signs again
+        server.shell(name="DKIM rotation: keys named again sign again",
+                     commands=[StringCommand("rm -f", *(QuoteString(dkim_keys.marker(k, "retired")) for k in back))])
+    if plan.remove:
+        server.shell(name="DKIM rotation: keys past dkim.retention are removed",
+                     commands=[remove_command(plan.remove)])
+
+
+@deploy("dkim")
+def mark_published(spec: Spec) -> None:
+    """After the DNS stage: note when each key's record went out (a rotation to it waits dns.ttl from then)."""
+    _, marks = key_plan(spec)
+    if marks:
+        server.shell(name="DKIM keys' publication is noted", commands=[notes_command(marks, "published")])
 
 
 @deploy("dkim")

@@ -9,7 +9,7 @@ from pyinfra.operations.util import any_changed
 
 from mailhost.spec import Spec
 from roles._config import config_file
-from roles.dkim import key_path, signing_keys
+from roles.dkim import key_path, key_plan
 
 
 def packages(spec: Spec) -> list[str]:
@@ -24,7 +24,7 @@ LOCAL_D = ["redis.conf", "actions.conf", "milter_headers.conf", "dkim_signing.co
 @deploy("rspamd")
 def apply(spec: Spec) -> None:
     systemd.service(name="Redis is running", service="redis-server", running=True, enabled=True)
-    keys = signing_keys(spec)
+    keys = key_plan(spec)[0].sign  # the spec's keys, or during a rotation the keys they replace
     changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, key_path=key_path)
                for name in LOCAL_D]
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is

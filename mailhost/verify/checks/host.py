@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 import shlex
 import socket
+import time
 from collections.abc import Callable, Iterable
 
-from mailhost import hostinfo
+from mailhost import dkim_keys, hostinfo
 from mailhost.services import JAILS, services_on
 from mailhost.spec import Spec
 
@@ -139,3 +140,20 @@ def check_open_ports(run: Run, spec: Spec, address: str, timeout: float = 3.0) -
         yield warn("host.firewall", f"{spec.hostname}:{','.join(map(str, unreachable))}",
                    f"declared but not reachable from here: tcp {', '.join(map(str, unreachable))}",
                    "check the firewall and the provider's network filters")
+
+
+def check_dkim_rotation(spec: Spec, host_dkim: dkim_keys.HostKeys, now: float | None = None) -> Iterable[Result]:
+    """Where the DKIM keys stand against the spec: a rotation the next deploy would take a step in (switch to the
+    new key, withdraw an old one) is due; one that waits for dns.ttl or keeps an old key published is fine."""
+    plan = dkim_keys.decide(spec, host_dkim, time.time() if now is None else now, lambda key: True)
+    signing = sorted(host_dkim.signing)
+    due = [f"sign with {', '.join(dkim_keys.named(k) for k in plan.sign)}"] if set(plan.sign) != set(signing) else []
+    due += [f"withdraw {dkim_keys.named(k)} (dkim.retention over)" for k in plan.remove]
+    if due:
+        yield warn("host.dkim-rotation", spec.hostname, "a DKIM rotation is due: " + "; ".join(due),
+                   "run the deploy again (it takes the next step)")
+    elif any(note for note in plan.notes):
+        yield ok("host.dkim-rotation", spec.hostname, "; ".join(n.removeprefix("DKIM rotation: ") for n in plan.notes))
+    else:
+        yield ok("host.dkim-rotation", spec.hostname,
+                 "rspamd signs with the spec's keys: " + ", ".join(dkim_keys.named(k) for k in signing))

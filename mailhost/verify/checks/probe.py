@@ -15,6 +15,7 @@ from email.message import EmailMessage
 import dkim
 import dkim.util
 
+from mailhost.dkim_keys import HostKeys
 from mailhost.passwords import read_password
 
 from ..result import Result, error, ok, timeout, warn
@@ -50,7 +51,10 @@ def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: st
             time.sleep(0.5)
 
 
-def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = None) -> Iterable[Result]:
+def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = None,
+                host_dkim: HostKeys | None = None) -> Iterable[Result]:
+    """The probe's round trip and its authentication; its DKIM signatures must be by the keys the host signs
+    with (`host_dkim`: during a key rotation, not yet the spec's), else by the spec's."""
     spec = target.spec
     box = spec.probe_mailbox
     if box is None:
@@ -83,7 +87,8 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
                     "check `journalctl -u postfix@- -u dovecot` on the host")
         return
     yield ok("mail.probe", user, "a probe sent through submission (587) arrived over IMAPS and was deleted")
-    keys = spec.dkim_keys(next(d for d in spec.domains if d.name == domain))
+    keys = (spec.dkim_keys(next(d for d in spec.domains if d.name == domain)) if host_dkim is None else
+            sorted((s, a) for d, s, a in host_dkim.signing if d == domain))
     yield from despite_caches(lambda lk: _judge(raw, domain, keys, address, lk), lookup, fresh)
 
 
