@@ -142,8 +142,8 @@ def _ready(spec: Spec, host: HostKeys, key: KeyId, now: float, served_everywhere
 def _waits(spec: Spec, host: HostKeys, key: KeyId, now: float) -> str:
     published = host.published.get(key)
     if key not in host.keys or published is None:
-        return (f"DKIM rotation: {named(key)} is made and published by this run; the old key signs until a run "
-                f"after dns.ttl ({spec.dns.ttl} s) switches")
+        return (f"DKIM rotation: {named(key)} is {'made and ' if key not in host.keys else ''}published by this "
+                f"run; the old key signs until a run after dns.ttl ({spec.dns.ttl} s) switches")
     if now < published + spec.dns.ttl:
         return (f"DKIM rotation: {named(key)} was published {_when(published)}; the old key signs until a run "
                 f"from {_when(published + spec.dns.ttl)} switches (dns.ttl)")

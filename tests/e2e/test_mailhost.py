@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from mailclient import imap_fetch, message, send_inbound, tls_context
 from lab.config import RELEASES
-from lab.deploys import REPO, run_deploy
+from lab.deploys import REPO, inventory_file, run_deploy
 from lab.mailenv import make_mail_env
 from cryptography import x509
 from mailhost import hostinfo
@@ -353,6 +353,73 @@ def test_a_host_from_when_opendkim_signed_keeps_its_rsa_keys_and_loses_opendkim(
     assert "ii" not in gone and "No such file" in gone, gone
     assert not run_deploy([mail.host], {"spec": str(mail.spec_path)}).check().changed
     test_submission_reaches_the_remote_receiver_over_tls_with_a_valid_dkim_signature(lab, mail, 587)
+
+
+def _signed_by(lab, raw: bytes) -> list[str]:
+    """The selectors of the message's DKIM signatures that verify with the key DNS publishes now."""
+    def published(name, timeout=5):
+        return b"".join(next(iter(lab.dns.resolve(name.decode(), "TXT"))).strings)
+    signatures = [dkim.util.parse_tag_value(value)[b"s"].decode() for name, value in dkim.DKIM(raw).headers
+                  if name.lower() == b"dkim-signature"]
+    return sorted(s for i, s in enumerate(signatures) if dkim.DKIM(raw).verify(idx=i, dnsfunc=published))
+
+
+def _sent_through_the_host(lab, mail) -> bytes:
+    subject = f"rotation {uuid.uuid4().hex}"
+    _submit(lab, mail, subject)
+    return lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60).raw
+
+
+def _backdate(mail, path: str, seconds: int) -> None:
+    """Time travel: the note at `path` (a unix time) as if written `seconds` earlier."""
+    mail.host.ssh(f"echo $(( $(cat {path}) - {seconds} )) > {path}")
+
+
+def test_renaming_a_selector_rotates_its_key_without_a_gap_and_a_cut_off_run_resumes(lab, mail):
+    domain, ttl, retention = mail.domains[0], 3600, 7 * 86400
+    data = yaml.safe_load(mail.spec_path.read_text())
+    data["domains"][0]["dkim_selectors"] = ["r2"]
+    rotated = mail.spec_path.with_name("rotated.yaml")  # beside the spec: its secrets/ paths stay valid
+    rotated.write_text(yaml.safe_dump(data, sort_keys=False))
+    new_key, old_key = f"/etc/mailhost/dkim/{domain}/r2.rsa", f"/etc/mailhost/dkim/{domain}/mail.rsa"
+    published, retired = (f"/var/lib/mailhost/dkim/{domain}/{name}" for name in ("r2.rsa.published",
+                                                                                  "mail.rsa.retired"))
+    # 1. A run cut off right after the new key is made, before the DNS stage publishes it.
+    inventory = inventory_file([mail.host], {"spec": str(rotated)}, rotated.parent)
+    run = subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), str(inventory), "deploy.py", "-y"], cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen, deadline = "", time.monotonic() + 300
+    while "fail2ban |" not in seen and time.monotonic() < deadline and run.poll() is None:
+        seen += run.stdout.readline()
+    run.kill()
+    run.wait()
+    assert mail.host.ssh(f"test -f {new_key} && ! test -e {published}", check=False).returncode == 0, seen[-3000:]
+    # 2. The next run publishes it and notes when; the old key goes on signing (the report says so).
+    second = run_deploy([mail.host], {"spec": str(rotated)}).check()
+    assert f"{domain} RSA 'r2' is published by this run" in second.output
+    assert mail.host.ssh(f"cat {published}").stdout.strip().isdigit()
+    assert _signed_by(lab, _sent_through_the_host(lab, mail)) == ["ed25519", "mail"]
+    # 3. Before dns.ttl has passed, a run changes nothing and says until when it waits.
+    early = run_deploy([mail.host], {"spec": str(rotated)}).check()
+    assert not early.changed and "switches (dns.ttl)" in early.output, early.changed
+    signed_before = _sent_through_the_host(lab, mail)
+    # 4. After it (time travel), the run switches: the new key signs, the old one stays published.
+    _backdate(mail, published, ttl)
+    switch = run_deploy([mail.host], {"spec": str(rotated)}).check()
+    assert f"{domain} RSA 'r2' signs from this run on" in switch.output
+    assert _signed_by(lab, _sent_through_the_host(lab, mail)) == ["ed25519", "r2"]
+    assert _signed_by(lab, signed_before) == ["ed25519", "mail"], "mail signed just before the switch must verify"
+    # 5. Once dkim.retention is over, the old key's record is withdrawn and its private key deleted.
+    _backdate(mail, retired, retention)
+    withdrawn = run_deploy([mail.host], {"spec": str(rotated)}).check()
+    assert "withdrawn from DNS and removed from the host" in withdrawn.output
+    assert not lab.dns.query_auth(f"mail._domainkey.{domain}", "TXT").answer
+    assert mail.host.ssh(f"test -e {old_key}", check=False).returncode == 1
+    assert not run_deploy([mail.host], {"spec": str(rotated)}).check().changed
+    # The fixture's later tests use the spec as it was: rotate back (the same way, without waiting).
+    run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    _backdate(mail, f"/var/lib/mailhost/dkim/{domain}/mail.rsa.published", ttl)
+    run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
 
 
 # One failed login from the lab's outsider address, as a script run there: SMTP AUTH PLAIN on 587 (one
