@@ -63,7 +63,8 @@ def test_example_spec_is_valid(tmp_path, monkeypatch):
     assert spec.domain_names == ["example.org", "lists.example.org", "example.net"]
     assert spec.dns_zones == ["example.org", "example.net"]
     assert [spec.dmarc_of(d).policy for d in spec.domains] == ["reject", "quarantine", "quarantine"]
-    assert spec.selectors(spec.domains[2]) == ["mail", "mail2026"]
+    assert spec.selectors(spec.domains[2]) == ["mail2026"] and spec.ed25519_selectors(spec.domains[2]) == []
+    assert spec.dkim_keys(spec.domains[0]) == [("mail", "rsa"), ("ed25519", "ed25519")]
     assert spec.aliases[1].source == "@example.net"
     assert spec.mailboxes[0].quota == 5 * 1024 ** 3
     assert spec.fail2ban.bantime == 3600 and spec.fail2ban.findtime == 600
