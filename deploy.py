@@ -18,7 +18,7 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, resolver, rspamd
+from roles import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, postsrsd, resolver, rspamd
 from stages import dns, verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
@@ -40,6 +40,7 @@ published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec) or dkim
 certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
 dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
 dovecot.apply(spec)
+postsrsd.apply(spec)  # before Postfix asks it to rewrite forwarded mail's senders
 postfix.apply(spec)
 dkim.retire_opendkim()  # (hosts set up when OpenDKIM signed) now that Postfix no longer uses it
 nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)

@@ -1,5 +1,5 @@
 """One writer per line-based file format that no checker reads before the service does: Postfix's lookup
-tables, Dovecot's passwd-file, and strings in rspamd's UCL config.
+tables, Dovecot's passwd-file, strings in rspamd's UCL config, and values of files `sh` sources.
 
 Each refuses a value that would change the file's structure (a line break, whitespace inside a key, a
 leading `#`, a field separator) rather than write it. The spec refuses such values first; these writers are
@@ -44,3 +44,8 @@ def ucl_string(value: str) -> str:
     """A double-quoted string of rspamd's UCL config: nothing that ends it (`"`), escapes (`\\`) or expands
     (`$`, UCL's variables) inside."""
     return '"' + _word(value, "rspamd config string", '"\\$') + '"'
+
+
+def shell_word(value: str) -> str:
+    """A value of a file `sh` sources (/etc/default/*), single-quoted: no quote to end it, no line to split."""
+    return "'" + _word(value, "shell value", "'") + "'"

@@ -6,8 +6,8 @@ from mailhost.spec import Spec
 
 
 def _roles() -> tuple:
-    from . import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, resolver, rspamd
-    return base, resolver, firewall, certbot, dkim, rspamd, postfix, dovecot, fail2ban, nginx
+    from . import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, postsrsd, resolver, rspamd
+    return base, resolver, firewall, certbot, dkim, rspamd, postsrsd, postfix, dovecot, fail2ban, nginx
 
 
 def all_packages(spec: Spec) -> list[str]:

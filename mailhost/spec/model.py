@@ -104,6 +104,17 @@ class Dkim(Model):
         "Renaming a selector rotates: the new key signs once its record has been out for dns.ttl", 7 * 86400)
 
 
+class Forwarding(Model):
+    srs: bool = doc(
+        "Rewrite the envelope sender of mail forwarded to outside addresses (SRS, Debian's postsrsd), so SPF "
+        "passes at the receiver, and send bounces to that address back to the original sender. Active when an "
+        "alias forwards outside or users may write sieve redirects (features.managesieve); it then also shows in "
+        "the Return-Path of mail from outside delivered here", True)
+    srs_domain: Annotated[str, DomainName()] | None = doc(
+        "The domain of rewritten senders, one of `domains` (its SPF must authorise the host; default: the first)",
+        None)
+
+
 class Features(Model):
     pop3: bool = doc("Offer POP3 (995)", False)
     managesieve: bool = doc("Offer ManageSieve (4190)", False)
@@ -267,6 +278,7 @@ class Spec(Model):
     limits: Limits = doc("Sizes", Limits())
     tls: Tls = doc("Certificates", Tls())
     dkim: Dkim = doc("DKIM signing", Dkim())
+    forwarding: Forwarding = doc("Mail forwarded to outside addresses", Forwarding())
     features: Features = doc("Optional services", Features())
     fail2ban: Fail2ban = doc("Brute-force protection", Fail2ban())
     firewall: Firewall = doc("nftables firewall", Firewall())
@@ -296,6 +308,21 @@ class Spec(Model):
         """(selector, algorithm) of every key the domain signs with: "rsa" or "ed25519"."""
         return ([(s, "rsa") for s in self.selectors(domain)]
                 + [(s, "ed25519") for s in self.ed25519_selectors(domain)])
+
+    @property
+    def forwards_outside(self) -> bool:
+        """Whether mail may leave for another domain than ours on a user's behalf: an alias to an outside
+        address, or a sieve redirect a user may write (ManageSieve)."""
+        ours = set(self.domain_names)
+        return self.features.managesieve or any(d.rsplit("@", 1)[1] not in ours
+                                                for a in self.aliases for d in a.destinations)
+
+    @property
+    def srs_domain(self) -> str | None:
+        """The SRS domain when SRS is active, else None."""
+        if not (self.forwarding.srs and self.forwards_outside):
+            return None
+        return self.forwarding.srs_domain or self.domain_names[0]
 
     def dmarc_of(self, domain: Domain) -> Dmarc:
         """The domain's DMARC settings: its own, the rest from dns.dmarc."""

@@ -64,6 +64,9 @@ def cross_checks(spec: Spec) -> list[tuple[str, str]]:
             problems.append((f"aliases[{i}].source", f"{shown(source)} is listed twice"))
     problems += _alias_loops(spec.aliases)
     problems += _twice("dns.zones", spec.dns.zones) + _dkim_selector_problems(spec)
+    if spec.forwarding.srs_domain and spec.forwarding.srs_domain not in domains:
+        problems.append(("forwarding.srs_domain", f"{shown(spec.forwarding.srs_domain)} is not one of the mail "
+                                                  "domains (bounces to rewritten senders must come back here)"))
     if spec.tls.ca_bundle and (problem := _file_problem(base_dir / spec.tls.ca_bundle)):
         problems.append(("tls.ca_bundle", f"{shown(spec.tls.ca_bundle)} {problem}"))
     if spec.features.clamav:
