@@ -1,5 +1,6 @@
 """rspamd (+ Redis): the milter that checks inbound mail (SPF, DKIM, DMARC, ARC), adds spam headers
-and rejects above a threshold, and DKIM-signs what our users send with the keys `roles.dkim` makes."""
+and rejects above a threshold; it DKIM-signs what our users send and ARC-seals what arrives for our domains,
+with the keys `roles.dkim` makes."""
 
 from __future__ import annotations
 
@@ -17,16 +18,25 @@ def packages(spec: Spec) -> list[str]:
     return ["rspamd", "redis-server"]
 
 
-LOCAL_D = ["redis.conf", "actions.conf", "milter_headers.conf", "dkim_signing.conf",
+LOCAL_D = ["redis.conf", "actions.conf", "milter_headers.conf", "dkim_signing.conf", "arc.conf",
            "greylist.conf", "options.inc", "worker-proxy.inc", "worker-controller.inc", "worker-normal.inc"]
+
+
+def arc_keys(keys: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The key each domain seals ARC with: its first RSA key that signs."""
+    first: dict[str, tuple[str, str, str]] = {}
+    for key in keys:
+        if key[2] == "rsa":
+            first.setdefault(key[0], key)
+    return list(first.values())
 
 
 @deploy("rspamd")
 def apply(spec: Spec) -> None:
     systemd.service(name="Redis is running", service="redis-server", running=True, enabled=True)
     keys = key_plan(spec)[0].sign  # the spec's keys, or during a rotation the keys they replace
-    changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, key_path=key_path)
-               for name in LOCAL_D]
+    changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, arc_keys=arc_keys(keys),
+                           key_path=key_path) for name in LOCAL_D]
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))
