@@ -48,3 +48,21 @@ def test_postsrsd_gets_our_domains_as_a_shell_file_and_postfix_its_tables():
     plain = render(template_path("roles/postfix/__init__.py", "/etc/postfix/main.cf"), spec=spec(),
                    tls="/etc/letsencrypt/live/mail.example.org", hostinfo=hostinfo)
     assert "canonical_maps" not in plain
+
+
+def test_verify_asks_postsrsd_both_ways():
+    from mailhost.verify.checks.host import check_srs
+    from mailhost.verify.result import Status
+    forwarding = spec([("b@example.net", ["x@elsewhere.example"])])
+    srs = "SRS0=abcd=XY=srs-check.invalid=verify-probe@example.org"
+
+    def host(forward: str, back: str):
+        return lambda command: forward if hostinfo.SRS_FORWARD_TABLE in command else back
+
+    (good,) = check_srs(host(srs, "verify-probe@srs-check.invalid"), forwarding)
+    assert good.status is Status.OK and "@example.org" in good.message
+    (down,) = check_srs(host("postmap: fatal: connect to 127.0.0.1:10001: Connection refused", ""), forwarding)
+    assert down.status is Status.ERROR and "Connection refused" in down.message
+    (one_way,) = check_srs(host(srs, ""), forwarding)
+    assert one_way.status is Status.ERROR and "and back to nothing" in one_way.message
+    assert list(check_srs(host("", ""), spec())) == []  # nothing forwards outside: no postsrsd to ask

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from mailhost import dkim_keys, hostinfo
 from mailhost.services import JAILS, services_on
 from mailhost.spec import Spec
+from mailhost.spec.values import shown
 
 from ..result import Result, error, ok, warn
 
@@ -158,3 +159,22 @@ def check_dkim_rotation(spec: Spec, host_dkim: dkim_keys.HostKeys, now: float | 
     else:
         yield ok("host.dkim-rotation", spec.hostname,
                  "rspamd signs with the spec's keys: " + ", ".join(dkim_keys.named(k) for k in signing))
+
+
+def check_srs(run: Run, spec: Spec) -> Iterable[Result]:
+    """SRS answers as Postfix asks it: an outside sender becomes an address of the SRS domain, and that
+    address turns back into the sender (what a bounce to forwarded mail needs)."""
+    if not spec.srs_domain:
+        return
+    sender = "verify-probe@srs-check.invalid"
+    forward = run(f"postmap -q {shlex.quote(sender)} {hostinfo.SRS_FORWARD_TABLE} 2>&1 || true").strip()
+    back = run(f"postmap -q {shlex.quote(forward)} {hostinfo.SRS_REVERSE_TABLE} 2>&1 || true").strip() \
+        if forward.startswith("SRS0") else ""
+    if forward.lower().endswith("@" + spec.srs_domain) and back == sender:
+        yield ok("host.srs", spec.hostname, f"forwarded mail's senders become {forward.split('@')[0][:12]}...@"
+                                            f"{spec.srs_domain}, and bounces find the sender again")
+    else:
+        said = lambda text: shown(text, 120) if text else "nothing"  # noqa: E731
+        yield error("host.srs", spec.hostname, f"postsrsd rewrote {sender} to {said(forward)}"
+                    + (f" and back to {said(back)}" if forward.startswith("SRS0") else ""),
+                    "check `systemctl status postsrsd` and /etc/default/postsrsd; run the deploy again")
