@@ -4,10 +4,12 @@ each Debian release mailhost supports."""
 from __future__ import annotations
 
 import base64
+import email.policy
 import json
 import smtplib
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 
@@ -26,10 +28,15 @@ from lab.config import RELEASES
 from lab.deploys import REPO, inventory_file, run_deploy
 from lab.mailenv import make_mail_env
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from mailhost import hostinfo
+from mailhost.dns.authoritative import resolver
 from mailhost.dns.records import tlsa_value
 from mailhost.spec import SpecError, parse_spec
 from mailhost.verify.checks.dane import spki
+from mailhost.verify import lookup_with
+from mailhost.verify.checks.spf import evaluate_spf
 from roles._config import render, template_path
 from roles.certbot import live_dir
 from roles.postfix import MAPS
@@ -420,6 +427,65 @@ def test_renaming_a_selector_rotates_its_key_without_a_gap_and_a_cut_off_run_res
     run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
     _backdate(mail, f"/var/lib/mailhost/dkim/{domain}/mail.rsa.published", ttl)
     run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+
+
+def test_mail_forwarded_outside_keeps_spf_dkim_and_an_arc_chain_and_its_bounces_come_back(lab, mail):
+    """remote.test publishes DMARC p=reject with SPF -all and signs its mail; a message of it to one of our
+    aliases that forwards back to remote.test arrives there from the host with an SRS sender whose SPF passes,
+    the original DKIM signature intact and a valid ARC chain; a bounce to the SRS sender reaches the sender."""
+    domain, remote = mail.domains[0], f"remote.{lab.cfg.parent_zone.rstrip('.')}"
+    data = yaml.safe_load(mail.spec_path.read_text())
+    data["aliases"].append({"source": f"forward@{domain}", "destinations": [f"carol@{remote}"]})
+    forwarding = mail.spec_path.with_name("forwarding.yaml")
+    forwarding.write_text(yaml.safe_dump(data, sort_keys=False))
+    run_deploy([mail.host], {"spec": str(forwarding)}).check()  # (its verify asks postsrsd both ways: host.srs)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
+                                                            serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    zone = dns.name.from_text(remote)
+
+    def policy(update):
+        update.replace(dns.name.from_text("_dmarc", zone), 60, "TXT", '"v=DMARC1; p=reject"')
+        update.replace(dns.name.from_text("lab._domainkey", zone), 60, "TXT",
+                       " ".join(f'"{part}"' for part in textwrap.wrap(f"v=DKIM1; k=rsa; p={public}", 250)))
+    lab.dns.update(remote, policy)
+    try:
+        subject = f"forwarded {uuid.uuid4().hex}"
+        raw = message(f"alice@{remote}", f"forward@{domain}", subject).as_bytes(policy=email.policy.SMTP)
+        signed = dkim.sign(raw, b"lab", remote.encode(), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption())) + raw
+        with smtplib.SMTP(mail.hostname, 25, local_hostname=f"client.{remote}", timeout=30) as smtp:
+            smtp.starttls(context=tls_context(lab))
+            smtp.sendmail(f"alice@{remote}", [f"forward@{domain}"], signed)
+        got = lab.spool.wait_for(lambda d: d.message["Subject"] == subject, timeout=60)
+
+        def txt(name, timeout=5):
+            return b"".join(next(iter(lab.dns.resolve(name.decode(), "TXT"))).strings)
+
+        assert got.peer == mail.host.address and got.rcpt_tos == [f"carol@{remote}"]
+        assert got.mail_from.startswith("SRS0=") and got.mail_from.endswith(f"@{domain}"), got.mail_from
+        lookup = lookup_with(resolver([str(lab.cfg.gateway)]))  # as verify asks, validating
+        assert evaluate_spf(domain, got.peer, lookup, sender=got.mail_from).result == "pass"
+        assert dkim.verify(got.raw, dnsfunc=txt), "the original DKIM signature did not survive the forwarding"
+        cv, results, reason = dkim.arc_verify(got.raw, dnsfunc=txt)
+        assert cv == dkim.CV_Pass, (cv, results, reason)
+        seals = [dkim.util.parse_tag_value(v) for n, v in dkim.DKIM(got.raw).headers if n.lower() == b"arc-seal"]
+        assert [(s[b"i"], s[b"d"]) for s in seals] == [(b"1", domain.encode())]  # sealed by us, once
+        # A bounce to the SRS sender (null sender, as a receiver's MTA sends it) goes back to alice.
+        bounce = f"bounce {uuid.uuid4().hex}"
+        with smtplib.SMTP(mail.hostname, 25, local_hostname=f"mx.{remote}", timeout=30) as smtp:
+            smtp.starttls(context=tls_context(lab))
+            smtp.sendmail("", [got.mail_from], message(f"mailer-daemon@{remote}", got.mail_from, bounce).as_bytes(
+                policy=email.policy.SMTP))
+        back = lab.spool.wait_for(lambda d: d.message["Subject"] == bounce, timeout=60)
+        assert back.rcpt_tos == [f"alice@{remote}"] and back.mail_from == ""
+    finally:
+        lab.dns.update(remote, lambda u: (u.delete(dns.name.from_text("_dmarc", zone)),
+                                          u.delete(dns.name.from_text("lab._domainkey", zone))))
+        run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
+    assert mail.host.ssh("dpkg-query -W -f '${db:Status-Abbrev}' postsrsd 2>/dev/null", check=False
+                         ).stdout.strip() != "ii", "postsrsd stays where nothing forwards outside any more"
 
 
 # One failed login from the lab's outsider address, as a script run there: SMTP AUTH PLAIN on 587 (one
