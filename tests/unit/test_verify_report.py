@@ -177,3 +177,28 @@ def test_ssh_runner_tries_again_when_the_host_is_not_reached():
     run = ssh_runner("root@127.0.0.1", None, ["Port=1", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])
     with pytest.raises(OSError, match=r"ssh root@127.0.0.1: .*Connection refused.* \(tried 3 times\)"):
         run("true")
+
+
+def test_checks_run_at_once_but_the_host_sees_a_few_connections_at_a_time():
+    """run_jobs starts every job at once and keeps their order; `limited` jobs never overlap more than asked."""
+    import threading
+    import time as clock
+    from mailhost.verify import limited, run_jobs
+    from mailhost.verify.result import ok
+    running, most, lock = [0], [0], threading.Lock()
+
+    def job(i: int, counted: bool = True):
+        def run():
+            with lock:
+                running[0] += counted
+                most[0] = max(most[0], running[0])
+            clock.sleep(0.05)
+            with lock:
+                running[0] -= counted
+            return [ok("x", str(i), "done")]
+        return run
+    start = clock.monotonic()
+    results = list(run_jobs(limited([job(i) for i in range(12)], 3) + [job(99, counted=False)]))
+    assert [r.subject for r in results] == [str(i) for i in range(12)] + ["99"]
+    assert 2 <= most[0] <= 3
+    assert clock.monotonic() - start < 12 * 0.05  # still far quicker than one after the other
