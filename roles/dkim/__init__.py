@@ -56,6 +56,10 @@ class DkimState(FactBase):
     def command(self) -> str:
         return dkim_keys.HOST_DKIM_COMMAND
 
+    @staticmethod
+    def default() -> dkim_keys.HostKeys:
+        return dkim_keys.HostKeys()  # a fresh host: no keys, nothing signs
+
     def process(self, output: list[str]) -> dkim_keys.HostKeys:
         return dkim_keys.HostKeys.parse(output)
 
@@ -68,7 +72,7 @@ def key_plan(spec: Spec) -> tuple[dkim_keys.KeyPlan, list[dkim_keys.KeyId]]:
     once per host (the rspamd role and the deploy ask again). Without a DNS provider the records are published
     by hand, so a key counts as published from the first run that finds every nameserver serving it."""
     if host.name not in _plans:
-        state, public = host.get_fact(DkimState), host.get_fact(DkimPublicKeys)
+        state, public = host.get_fact(DkimState), host.get_fact(DkimPublicKeys) or {}
 
         def served(key: dkim_keys.KeyId) -> bool | None:
             domain, selector, algorithm = key
