@@ -122,7 +122,11 @@ class Features(Model):
     postscreen: bool = doc("Screen port 25 clients with postscreen", True)
     rspamd_controller: bool = doc(
         "Run rspamd's controller on 127.0.0.1:11334 (web UI through an SSH tunnel, `rspamc learn_*`); "
-        "about 45 MB of memory", False)
+        "about 20 MB of memory (spam_learning runs it too)", False)
+    spam_learning: bool = doc(
+        "Users teach the spam filter: a message moved into Junk over IMAP trains rspamd's Bayes classifier as "
+        "spam, one moved out of Junk (not to Trash) as ham (Dovecot IMAPSieve and rspamc, through rspamd's "
+        "controller on 127.0.0.1)", True)
     dnsbl: list[Annotated[str, DomainName()]] = doc(
         "DNS blocklists postscreen consults", ["zen.spamhaus.org"])
     mta_sts: Annotated[str, OneOf("enforce", "testing", "none", "off")] = doc(
@@ -135,6 +139,11 @@ class Features(Model):
         "enforced policy gets mail only over TLS to a matching, valid certificate; about 30 MB of memory)", True)
     autoconfig: bool = doc(
         "Mail client autoconfiguration: SRV records (RFC 6186, RFC 8314) and autoconfig.<domain> over HTTPS", True)
+
+    @property
+    def controller(self) -> bool:
+        """Whether rspamd's controller runs: asked for, or spam learning needs it."""
+        return self.rspamd_controller or self.spam_learning
 
     @property
     def web(self) -> bool:

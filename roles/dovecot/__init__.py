@@ -1,5 +1,6 @@
 """Dovecot: IMAP (143 STARTTLS, 993), LMTP delivery from Postfix, the SASL socket for Postfix,
-passwd-file users with strong hashes, quotas, sieve (spam into Junk), optional POP3/ManageSieve.
+passwd-file users with strong hashes, quotas, sieve (spam into Junk; moving mail into or out of Junk teaches
+rspamd), optional POP3/ManageSieve.
 
 Debian 13 ships Dovecot 2.4, Debian 12 Dovecot 2.3: the same settings in two configuration languages,
 one template with a `v24` branch where they differ. The mail store, its paths and the users file's
@@ -46,6 +47,12 @@ def apply(spec: Spec) -> None:
                  _if=sieve.did_change)
     conf = config_file(__file__, "/etc/dovecot/dovecot.conf", check="doveconf -n -c {path} >/dev/null",
                        spec=spec, tls=live_dir(spec), vmail_uid=VMAIL_UID, v24=v24)
+    if spec.features.spam_learning:
+        # Compiled once the config that allows their pipe is in place (the mail user cannot write here).
+        learn = [config_file(__file__, f"/etc/dovecot/sieve/learn-{kind}.sieve") for kind in ("spam", "ham")]
+        pipe = config_file(__file__, "/usr/lib/dovecot/sieve-pipe/rspamd-learn", mode="755")
+        server.shell(name="Spam learning sieve scripts are compiled", _if=any_changed(conf, *learn, pipe),
+                     commands=[f"sievec /etc/dovecot/sieve/learn-{kind}.sieve" for kind in ("spam", "ham")])
     unit = config_file(__file__, "/etc/systemd/system/dovecot.service.d/mailhost.conf")
     systemd.daemon_reload(name="systemd reads Dovecot's upgrade guard", _if=unit.did_change)
     systemd.service(name="Dovecot reloads its config", service="dovecot", reloaded=True,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import imaplib
 import json
+import re
 import smtplib
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailclient import imap_fetch, message, send_inbound, tls_context
+from lab import procs
 from lab.config import RELEASES
 from lab.deploys import REPO, inventory_file, run_deploy
 from lab.mailenv import make_mail_env
@@ -486,6 +489,49 @@ def test_mail_forwarded_outside_keeps_spf_dkim_and_an_arc_chain_and_its_bounces_
         run_deploy([mail.host], {"spec": str(mail.spec_path)}).check()
     assert mail.host.ssh("dpkg-query -W -f '${db:Status-Abbrev}' postsrsd 2>/dev/null", check=False
                          ).stdout.strip() != "ii", "postsrsd stays where nothing forwards outside any more"
+
+
+LEARNED = re.compile(r"BAYES_(SPAM|HAM)\b.*?learned: (\d+)")
+
+
+def _learned(mail) -> dict[str, int]:
+    """rspamd's Bayes counters: how many messages it learned as spam and as ham."""
+    out = mail.host.ssh("rspamc --connect 127.0.0.1:11334 stat").stdout
+    return {kind: int(count) for kind, count in LEARNED.findall(out)}
+
+
+def _move(lab, mail, address: str, subject: str, source: str, target: str) -> None:
+    """Move a message between folders as a mail client does (IMAP MOVE: a copy, then the original expunged)."""
+    with imaplib.IMAP4_SSL(mail.hostname, 993, ssl_context=tls_context(lab), timeout=20) as imap:
+        imap.login(address, mail.passwords[address])
+        imap.select(source)
+        _, found = imap.uid("SEARCH", None, "SUBJECT", f'"{subject}"')
+        assert found[0], f"{subject!r} is not in {source}"
+        status, _ = imap.uid("MOVE", found[0].split()[-1], target)
+        assert status == "OK"
+
+
+def test_moving_mail_into_and_out_of_junk_teaches_rspamd(lab, mail):
+    to = mail.mailboxes[0]
+    words = " ".join(f"{word}{i}" for i, word in enumerate(
+        "cheap watches pills lottery winner claim prize urgent transfer account verify bonus offer".split() * 3))
+    first, second = (f"learn {uuid.uuid4().hex}" for _ in range(2))
+    for subject in (first, second):
+        send_inbound(lab, mail.hostname, to, subject, body=f"{words} {subject}\n")
+        imap_fetch(lab, mail, to, subject)
+
+    def learns(kind: str, move) -> dict[str, int]:
+        before = _learned(mail)
+        move()
+        procs.wait_until(f"rspamd to learn {kind}", lambda: _learned(mail)[kind] > before[kind], timeout=30)
+        return _learned(mail)
+
+    learns("SPAM", lambda: _move(lab, mail, to, first, "INBOX", "Junk"))
+    learns("HAM", lambda: _move(lab, mail, to, first, "Junk", "INBOX"))  # it was not spam after all
+    counts = learns("SPAM", lambda: _move(lab, mail, to, second, "INBOX", "Junk"))
+    _move(lab, mail, to, second, "Junk", "Trash")  # deleting spam teaches nothing
+    time.sleep(3)
+    assert _learned(mail)["HAM"] == counts["HAM"]
 
 
 # One failed login from the lab's outsider address, as a script run there: SMTP AUTH PLAIN on 587 (one

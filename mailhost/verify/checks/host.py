@@ -178,3 +178,19 @@ def check_srs(run: Run, spec: Spec) -> Iterable[Result]:
         yield error("host.srs", spec.hostname, f"postsrsd rewrote {sender} to {said(forward)}"
                     + (f" and back to {said(back)}" if forward.startswith("SRS0") else ""),
                     "check `systemctl status postsrsd` and /etc/default/postsrsd; run the deploy again")
+
+
+def check_spam_learning(run: Run, spec: Spec) -> Iterable[Result]:
+    """What a move into or out of Junk needs on the host: the compiled IMAPSieve scripts and rspamd's controller
+    answering `rspamc` on loopback (the end-to-end tests train it through IMAP)."""
+    if not spec.features.spam_learning:
+        return
+    scripts = [f"/etc/dovecot/sieve/learn-{kind}.svbin" for kind in ("spam", "ham")]
+    out = run(" ; ".join(f"test -s {path} || echo missing {path}" for path in scripts)
+              + " ; rspamc --connect 127.0.0.1:11334 stat >/dev/null 2>&1 || echo controller down")
+    if out.strip():
+        yield error("host.spam-learning", spec.hostname,
+                    "spam learning cannot work: " + "; ".join(out.strip().splitlines()),
+                    "run the deploy again (it compiles the scripts and runs rspamd's controller)")
+    else:
+        yield ok("host.spam-learning", spec.hostname, "moves into and out of Junk reach rspamd's Bayes classifier")
