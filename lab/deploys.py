@@ -53,8 +53,13 @@ class DeployResult:
         """What explains a failure: the output without pyinfra's results table (which lists every operation
         and would push the error or the verify report out of sight), then the table's rows that erred."""
         before, table = self.output.split("--> Results:", 1) if "--> Results:" in self.output else (self.output, "")
+        lines = before.splitlines()
+        # The verify report's findings that are not ok (and the fix under each): a long report pushes them out.
+        findings = [line for i, line in enumerate(lines) if re.match(r"\s+(error|warn|timeout)\s", line, re.I)
+                    or (i and re.match(r"\s+fix:", line) and not re.match(r"\s+ok\s", lines[i - 1], re.I))]
         erred = "\n".join(f"    {op.name}: error" for op in self.operations if op.error)
-        return before[-limit:] + (f"\n--> Results (erred rows only):\n{erred}" if table else "")
+        return ((f"--> Verify findings:\n" + "\n".join(findings) + "\n\n" if findings else "") + before[-limit:]
+                + (f"\n--> Results (erred rows only):\n{erred}" if table else ""))
 
 
 _ROW = re.compile(r"^\s{4}(?P<name>\S.*?)\s{2,}(?P<hosts>\d+|-)\s+(?P<success>\d+|-)\s+(?P<error>\d+|-)\s+"

@@ -28,9 +28,11 @@ def test_no_table_means_no_rows():
 
 
 def test_a_failure_shows_what_came_before_the_table_and_only_the_rows_that_erred():
-    report = "--> Verify mail.example.test (vm):\n  FAIL smtp.starttls: timed out\n" + "x\n" * 50
+    report = ("--> Verify mail.example.test (vm):\n    ERROR   mail.dkim   no signature\n"
+              "            fix: run the deploy again\n" + "    ok      x\n" * 400 + "  FAIL smtp.starttls: timed out\n")
     result = DeployResult(1, report + OUTPUT, 1.0, parse_results(OUTPUT))
     text = result.failure_text()
     assert "FAIL smtp.starttls: timed out" in text
+    assert text.startswith("--> Verify findings:\n    ERROR   mail.dkim   no signature\n            fix: run the deploy")
     assert "postfix | Install /etc/postfix/main.cf (validated): error" in text
     assert "Hostname is the mail host name" not in text
