@@ -31,6 +31,9 @@ def parse_dkim_public_keys(lines: list[str]) -> dict[tuple[str, str, str], str]:
     return keys
 
 
+# rspamd's listeners: the milter Postfix talks to, and the controller (`rspamc learn_*`), loopback only.
+RSPAMD_MILTER, RSPAMD_CONTROLLER = "127.0.0.1:11332", "127.0.0.1:11334"
+
 # postsrsd's two Postfix tcp tables (roles/postsrsd): an outside sender -> its SRS address, and back.
 SRS_FORWARD_PORT, SRS_REVERSE_PORT = 10001, 10002
 SRS_FORWARD_TABLE, SRS_REVERSE_TABLE = (f"tcp:127.0.0.1:{port}" for port in (SRS_FORWARD_PORT, SRS_REVERSE_PORT))

@@ -8,6 +8,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
+from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 from roles.dkim import key_path, key_plan
@@ -36,7 +37,7 @@ def apply(spec: Spec) -> None:
     systemd.service(name="Redis is running", service="redis-server", running=True, enabled=True)
     keys = key_plan(spec)[0].sign  # the spec's keys, or during a rotation the keys they replace
     changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, arc_keys=arc_keys(keys),
-                           key_path=key_path) for name in LOCAL_D]
+                           key_path=key_path, hostinfo=hostinfo) for name in LOCAL_D]
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))
@@ -44,8 +45,14 @@ def apply(spec: Spec) -> None:
     # meanwhile (milter_default_action = accept). Only if running; a stopped rspamd starts below.
     # An rspamd still in its first start (compiling its caches, no workers yet) is let finish, so
     # the restart finds the caches and starts lean (see roles.base.POLICY).
-    server.shell(name="rspamd restarts for new config", _if=any_changed(*changed), commands=[
+    restart = server.shell(name="rspamd restarts for new config", _if=any_changed(*changed), commands=[
         "if systemctl -q is-active rspamd; then "
         "timeout 120 sh -c 'until pgrep -f \"^rspamd: .*(proxy|normal|controller)\" >/dev/null; do sleep 0.2; done'; "
         "systemctl restart rspamd; fi"])
-    systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
+    running = systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
+    # Started or restarted: the deploy ends once rspamd answers (signing, and learning when on), so what follows
+    # (verify's probe, a user's first message) finds it; a restart's first seconds are spent loading.
+    ports = [hostinfo.RSPAMD_MILTER] + ([hostinfo.RSPAMD_CONTROLLER] if spec.features.controller else [])
+    server.shell(name="rspamd answers", _if=any_changed(restart, running), commands=[
+        "timeout 120 sh -c 'until " + " && ".join(f"ss -Hltn | grep -q \"{p} \"" for p in ports)
+        + "; do sleep 0.2; done'"])

@@ -187,7 +187,7 @@ def check_spam_learning(run: Run, spec: Spec) -> Iterable[Result]:
         return
     scripts = [f"/etc/dovecot/sieve/learn-{kind}.svbin" for kind in ("spam", "ham")]
     out = run(" ; ".join(f"test -s {path} || echo missing {path}" for path in scripts)
-              + " ; rspamc --connect 127.0.0.1:11334 stat >/dev/null 2>&1 || echo controller down")
+              + f" ; rspamc --connect {hostinfo.RSPAMD_CONTROLLER} stat >/dev/null 2>&1 || echo controller down")
     if out.strip():
         yield error("host.spam-learning", spec.hostname,
                     "spam learning cannot work: " + "; ".join(out.strip().splitlines()),
