@@ -482,7 +482,7 @@ def test_mail_forwarded_outside_keeps_spf_dkim_and_an_arc_chain_and_its_bounces_
             smtp.sendmail("", [got.mail_from], message(f"mailer-daemon@{remote}", got.mail_from, bounce).as_bytes(
                 policy=email.policy.SMTP))
         back = lab.spool.wait_for(lambda d: d.message["Subject"] == bounce, timeout=60)
-        assert back.rcpt_tos == [f"alice@{remote}"] and back.mail_from == ""
+        assert back.rcpt_tos == [f"alice@{remote}"] and back.mail_from in ("", "<>")  # still a bounce
     finally:
         lab.dns.update(remote, lambda u: (u.delete(dns.name.from_text("_dmarc", zone)),
                                           u.delete(dns.name.from_text("lab._domainkey", zone))))
