@@ -95,14 +95,11 @@ def rotating(spec: Spec) -> bool:
 
 
 class DkimKeyFiles(FactBase):
-    """{path: "mode user group"} of the key directory, its domain directories and their keys, and of the RSA
-    keys OpenDKIM's directory still holds."""
+    """{path: "mode user group"} of the key directory, its domain directories and their keys."""
 
     def command(self) -> str:
         return (f"find {KEY_DIR} -maxdepth 2 \\( -type d -o -name '*.rsa' -o -name '*.ed25519' \\) "
-                f"-printf '%p %m %u %g\\n' 2>/dev/null; "
-                f"find {OPENDKIM_KEY_DIR} -mindepth 2 -maxdepth 2 -name '*.private' -printf '%p %m %u %g\\n' "
-                "2>/dev/null || true")
+                f"-printf '%p %m %u %g\\n' 2>/dev/null || true")
 
     @staticmethod
     def default() -> dict[str, str]:
