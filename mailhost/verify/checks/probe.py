@@ -15,6 +15,7 @@ from email.message import EmailMessage
 import dkim
 import dkim.util
 
+from mailhost import dkim_keys
 from mailhost.dkim_keys import HostKeys
 from mailhost.passwords import read_password
 
@@ -108,7 +109,7 @@ def judge_signatures(raw: bytes, domain: str, keys: list[tuple[str, str]], dns_t
             continue
         algorithm = next((k for k, a in ALGORITHMS.items() if a == tags.get(b"a")), tags.get(b"a", b"?").decode())
         verdicts[(tags.get(b"s", b"").decode(), algorithm)] = bool(dkim.DKIM(raw).verify(idx=i, dnsfunc=dns_txt))
-    named = lambda key: f"{'Ed25519' if key[1] == 'ed25519' else key[1].upper()} '{key[0]}'"  # noqa: E731
+    named = lambda key: dkim_keys.named((domain, *key)).removeprefix(f"{domain} ")  # noqa: E731
     missing = [named(k) for k in keys if k not in verdicts]
     failing = [named(k) for k, passed in verdicts.items() if not passed]
     passing = any(verdicts.values())
