@@ -57,7 +57,8 @@ def spec_for(zones: list[str], provider: dict):
 def sync_once(zones: list[str], backend: Backend, key: str) -> tuple[float, int, int]:
     spec = spec_for(zones, backend.provider)
     sync = DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner))
-    facts = HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {(z, "mail"): key for z in zones})
+    facts = HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {(z, s, a): key for z in zones
+                                                              for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))})
     start = time.monotonic()
     sync.apply(sync.plan(facts))
     return time.monotonic() - start, sync.provider.requests.reads, sync.provider.requests.writes

@@ -24,6 +24,9 @@ from mailhost.spec import parse_spec
 pytestmark = pytest.mark.e2e
 
 
+ED25519_KEY = base64.b64encode(bytes(range(32))).decode()
+
+
 def dkim_key() -> str:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     return base64.b64encode(key.public_bytes(serialization.Encoding.DER,
@@ -51,8 +54,10 @@ def make_sync(lab, zone: str, tsig_file=None, **dns_extra) -> DnsSync:
 
 
 def facts(zone: str, key: str, selectors=("mail",)) -> HostFacts:
-    """Every value the host tells known (the certificates' keys: any SubjectPublicKeyInfo will do)."""
-    return HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {(zone, s): key for s in selectors},
+    """Every value the host tells known (the certificates' keys: any SubjectPublicKeyInfo will do; the Ed25519
+    key: any 32 bytes)."""
+    return HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"),
+                     {**{(zone, s, "rsa"): key for s in selectors}, (zone, "ed25519", "ed25519"): ED25519_KEY},
                      {f"mail.{zone}": key, f"mail.{zone}-b": key})
 
 
