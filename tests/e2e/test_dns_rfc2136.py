@@ -75,7 +75,7 @@ def test_records_are_published_validated_and_a_second_apply_writes_nothing(lab, 
     states = sync.apply(sync.plan(facts(zone, key)))
     wanted = {(s.name, s.rdtype) for s in desired_records(sync.spec, facts(zone, key))}
     assert {c.action for c in states[0].plan.changes} == {"create"}
-    assert {(c.name, c.rdtype) for c in states[0].plan.changes} == wanted and len(wanted) == 18
+    assert {(c.name, c.rdtype) for c in states[0].plan.changes} == wanted and len(wanted) == 19
     assert sync.provider.requests.writes == 1  # one UPDATE message for the zone
 
     # Read back from the server: ours are there, the foreign records are untouched.
@@ -212,7 +212,7 @@ def test_the_dns_command_plans_and_applies_without_the_host(lab, zone, tmp_path,
         ("create", "A"), ("create", "MX"), ("create", "TXT"), ("create", "CAA"), ("create", "CNAME"),
         ("create", "SRV")}
     assert sorted(p["name"] for p in plan["zones"][0]["pending"]) == [  # the host's keys
-        f"_25._tcp.mail.{zone}", f"mail._domainkey.{zone}"]
+        f"_25._tcp.mail.{zone}", f"ed25519._domainkey.{zone}", f"mail._domainkey.{zone}"]
     assert plan["requests"]["writes"] == 0 and plan["dnssec"][0]["parent_ok"]
 
     assert main(["dns", "apply", str(spec_file)]) == 0
