@@ -51,8 +51,9 @@ def apply(spec: Spec) -> None:
         "systemctl restart rspamd; fi"])
     running = systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
     # Started or restarted: the deploy ends once rspamd answers (signing, and learning when on), so what follows
-    # (verify's probe, a user's first message) finds it; a restart's first seconds are spent loading.
+    # (verify's probe, a user's first message) finds it; a restart's first seconds are spent loading (minutes
+    # on an emulated or very small host).
     ports = [hostinfo.RSPAMD_MILTER] + ([hostinfo.RSPAMD_CONTROLLER] if spec.features.controller else [])
     server.shell(name="rspamd answers", _if=any_changed(restart, running), commands=[
-        "timeout 120 sh -c 'until " + " && ".join(f"ss -Hltn | grep -q \"{p} \"" for p in ports)
+        "timeout 600 sh -c 'until " + " && ".join(f"ss -Hltn | grep -q \"{p} \"" for p in ports)
         + "; do sleep 0.2; done'"])
