@@ -34,6 +34,14 @@ def parse_dkim_public_keys(lines: list[str]) -> dict[tuple[str, str, str], str]:
 # rspamd's listeners: the milter Postfix talks to, and the controller (`rspamc learn_*`), loopback only.
 RSPAMD_MILTER, RSPAMD_CONTROLLER = "127.0.0.1:11332", "127.0.0.1:11334"
 
+
+def rspamd_answers(controller: bool, seconds: int = 600) -> str:
+    """A command that waits until rspamd listens (it loads for seconds after a start, minutes on an emulated or
+    very small host): signing, and with it submissions, wait for it. Fails when it does not within `seconds`."""
+    ports = [RSPAMD_MILTER] + ([RSPAMD_CONTROLLER] if controller else [])
+    return (f"timeout {int(seconds)} sh -c 'until " + " && ".join(f"ss -Hltn | grep -q \"{p} \"" for p in ports)
+            + "; do sleep 0.2; done'")
+
 # postsrsd's two Postfix tcp tables (roles/postsrsd): an outside sender -> its SRS address, and back.
 SRS_FORWARD_PORT, SRS_REVERSE_PORT = 10001, 10002
 SRS_FORWARD_TABLE, SRS_REVERSE_TABLE = (f"tcp:127.0.0.1:{port}" for port in (SRS_FORWARD_PORT, SRS_REVERSE_PORT))

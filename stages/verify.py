@@ -13,6 +13,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import operation
 from pyinfra.api.state import BaseStateCallback
 
+from mailhost import hostinfo
 from mailhost.spec import Spec
 from mailhost.verify import Target, verify
 
@@ -38,6 +39,11 @@ class VerifyAtTheEnd(BaseStateCallback):
             if pyinfra_host in state.failed_hosts:
                 continue
             target.run = _runner(pyinfra_host)
+            # A host that changed nothing may still be starting (after a reboot rspamd loads for a while, and
+            # submissions wait for it): verify looks at the host once it has settled.
+            settled, _ = pyinfra_host.run_shell_command(hostinfo.rspamd_answers(target.spec.features.controller))
+            if not settled:
+                logger.warning(f"--> rspamd on {name} does not answer after ten minutes; verifying all the same")
             report = verify(target)
             logger.info(f"\n--> Verify {target.spec.hostname} ({name}):\n{report.text(color=False)}")
             if report.exit_code(strict=bool(pyinfra_host.data.get("verify_strict"))):

@@ -41,8 +41,9 @@ def apply(spec: Spec) -> None:
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))
-    # A restart, not a reload: a reload keeps the old set of worker processes. Postfix accepts mail
-    # meanwhile (milter_default_action = accept). Only if running; a stopped rspamd starts below.
+    # A restart, not a reload: a reload keeps the old set of worker processes. Postfix accepts mail from
+    # outside meanwhile (milter_default_action = accept); submissions wait (tempfail: they would leave
+    # unsigned). Only if running; a stopped rspamd starts below.
     # An rspamd still in its first start (compiling its caches, no workers yet) is let finish, so
     # the restart finds the caches and starts lean (see roles.base.POLICY).
     restart = server.shell(name="rspamd restarts for new config", _if=any_changed(*changed), commands=[
@@ -51,9 +52,6 @@ def apply(spec: Spec) -> None:
         "systemctl restart rspamd; fi"])
     running = systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
     # Started or restarted: the deploy ends once rspamd answers (signing, and learning when on), so what follows
-    # (verify's probe, a user's first message) finds it; a restart's first seconds are spent loading (minutes
-    # on an emulated or very small host).
-    ports = [hostinfo.RSPAMD_MILTER] + ([hostinfo.RSPAMD_CONTROLLER] if spec.features.controller else [])
-    server.shell(name="rspamd answers", _if=any_changed(restart, running), commands=[
-        "timeout 600 sh -c 'until " + " && ".join(f"ss -Hltn | grep -q \"{p} \"" for p in ports)
-        + "; do sleep 0.2; done'"])
+    # (verify's probe, a user's first message) finds it.
+    server.shell(name="rspamd answers", _if=any_changed(restart, running),
+                 commands=[hostinfo.rspamd_answers(spec.features.controller)])

@@ -4,6 +4,7 @@ whatever they hold: a hostile value cannot run a command even if it got past val
 from __future__ import annotations
 
 import shlex
+import subprocess
 import types
 
 from roles.certbot import ready_command, request_command
@@ -93,3 +94,12 @@ def test_key_rollover_commands_get_the_slot_names_as_single_arguments():
         assert words[words.index("--cert-name") + 1] == second and "--new-key" in words
         words = tokens(mark_command(first))
         assert f"/etc/letsencrypt/live/{first}/privkey.pem" in words
+
+
+def test_the_wait_for_rspamd_is_one_valid_command_naming_each_listener():
+    from mailhost import hostinfo
+    for controller in (False, True):
+        command = hostinfo.rspamd_answers(controller, seconds=5)
+        assert subprocess.run(["sh", "-n", "-c", command]).returncode == 0
+        assert (hostinfo.RSPAMD_CONTROLLER in command) is controller and hostinfo.RSPAMD_MILTER in command
+        assert tokens(command)[:2] == ["timeout", "5"]
