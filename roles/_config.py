@@ -20,7 +20,7 @@ from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand,
 from pyinfra.api.util import get_template
 from pyinfra.operations import server
 
-from mailhost import tables
+from mailhost import hostinfo, tables
 
 STAGING = "/var/lib/mailhost/staged"
 
@@ -73,8 +73,9 @@ def template_path(role_file: str, dest: str) -> str:
 
 
 def render(src: str, **context) -> str:
-    """A role template rendered; every template may use the table writers (`tables.key_value`, ...)."""
-    return get_template(src).render({"host": host, "tables": tables, **context})
+    """A role template rendered; every template may use the table writers (`tables.key_value`, ...) and the
+    host's shared names (`hostinfo.RSPAMD_MILTER`, ...)."""
+    return get_template(src).render({"host": host, "tables": tables, "hostinfo": hostinfo, **context})
 
 
 @operation()

@@ -14,7 +14,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from mailhost import hostinfo, maps
+from mailhost import maps
 from mailhost.spec import Spec
 from roles._config import config_file
 from roles._release import debian_release
@@ -50,7 +50,7 @@ def apply(spec: Spec) -> None:
     if spec.features.spam_learning:
         # Compiled once the config that allows their pipe is in place (the mail user cannot write here).
         learn = [config_file(__file__, f"/etc/dovecot/sieve/learn-{kind}.sieve") for kind in ("spam", "ham")]
-        pipe = config_file(__file__, "/usr/lib/dovecot/sieve-pipe/rspamd-learn", mode="755", hostinfo=hostinfo)
+        pipe = config_file(__file__, "/usr/lib/dovecot/sieve-pipe/rspamd-learn", mode="755")
         server.shell(name="Spam learning sieve scripts are compiled", _if=any_changed(conf, *learn, pipe),
                      commands=[f"sievec /etc/dovecot/sieve/learn-{kind}.sieve" for kind in ("spam", "ham")])
     unit = config_file(__file__, "/etc/systemd/system/dovecot.service.d/mailhost.conf")

@@ -11,7 +11,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from mailhost import hostinfo, maps
+from mailhost import maps
 from mailhost.spec import Spec
 from roles._config import StagedConfig, config_file
 from roles.certbot import live_dir
@@ -63,8 +63,7 @@ class LookupTables(FactBase):
 @deploy("postfix")
 def apply(spec: Spec) -> None:
     # main.cf first: postmap and newaliases read it. Both files staged first: postconf checks them together.
-    main = StagedConfig(__file__, "/etc/postfix/main.cf", spec=spec, tls=live_dir(spec), hostinfo=hostinfo,
-                        backdated=True)
+    main = StagedConfig(__file__, "/etc/postfix/main.cf", spec=spec, tls=live_dir(spec), backdated=True)
     master = StagedConfig(__file__, "/etc/postfix/master.cf", spec=spec)
     check = ("{{ postconf -c {dir} -n; postconf -c {dir} -M; }} >/dev/null 2>{dir}/check.err; "
              "! grep -i -e warning -e fatal {dir}/check.err")

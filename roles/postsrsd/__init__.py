@@ -14,7 +14,6 @@ from __future__ import annotations
 from pyinfra.api import deploy
 from pyinfra.operations import apt, systemd
 
-from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 
@@ -30,7 +29,7 @@ def apply(spec: Spec) -> None:
         apt.packages(name="postsrsd is not installed (nothing forwards outside)", packages=["postsrsd"],
                      present=False, purge=True)
         return
-    config = config_file(__file__, "/etc/default/postsrsd", spec=spec, hostinfo=hostinfo, check="sh -n {path}")
+    config = config_file(__file__, "/etc/default/postsrsd", spec=spec, check="sh -n {path}")
     systemd.service(name="postsrsd restarts for new config", service="postsrsd", restarted=True,
                     _if=config.did_change)
     systemd.service(name="postsrsd is running", service="postsrsd", running=True, enabled=True)

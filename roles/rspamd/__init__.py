@@ -37,7 +37,7 @@ def apply(spec: Spec) -> None:
     systemd.service(name="Redis is running", service="redis-server", running=True, enabled=True)
     keys = key_plan(spec)[0].sign  # the spec's keys, or during a rotation the keys they replace
     changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, arc_keys=arc_keys(keys),
-                           key_path=key_path, hostinfo=hostinfo) for name in LOCAL_D]
+                           key_path=key_path) for name in LOCAL_D]
     # rspamd reads its config only at (re)start, so installed-then-tested is safe: a bad file is
     # caught here and the running rspamd keeps its old config.
     server.shell(name="rspamd config is valid", commands=["rspamadm configtest"], _if=any_changed(*changed))

@@ -36,17 +36,16 @@ def test_the_srs_domain_must_be_ours():
 
 def test_postsrsd_gets_our_domains_as_a_shell_file_and_postfix_its_tables():
     forwarding = spec([("b@example.net", ["x@elsewhere.example"])])
-    default = render(template_path("roles/postsrsd/__init__.py", "/etc/default/postsrsd"), spec=forwarding,
-                     hostinfo=hostinfo)
+    default = render(template_path("roles/postsrsd/__init__.py", "/etc/default/postsrsd"), spec=forwarding)
     sourced = subprocess.run(["sh", "-c", f"{default}\necho \"$SRS_DOMAIN|$SRS_EXCLUDE_DOMAINS|$SRS_FORWARD_PORT\""],
                              capture_output=True, text=True, check=True).stdout.strip()
     assert sourced == f"example.org|example.org,example.net|{hostinfo.SRS_FORWARD_PORT}"
     main = render(template_path("roles/postfix/__init__.py", "/etc/postfix/main.cf"), spec=forwarding,
-                  tls="/etc/letsencrypt/live/mail.example.org", hostinfo=hostinfo)
+                  tls="/etc/letsencrypt/live/mail.example.org")
     assert f"sender_canonical_maps = {hostinfo.SRS_FORWARD_TABLE}\n" in main
     assert f"recipient_canonical_maps = {hostinfo.SRS_REVERSE_TABLE}\n" in main
     plain = render(template_path("roles/postfix/__init__.py", "/etc/postfix/main.cf"), spec=spec(),
-                   tls="/etc/letsencrypt/live/mail.example.org", hostinfo=hostinfo)
+                   tls="/etc/letsencrypt/live/mail.example.org")
     assert "canonical_maps" not in plain
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from mailhost import hostinfo, maps
+from mailhost import maps
 from mailhost.services import services_on
 from mailhost.spec import SpecError, parse_spec
 from roles._config import render as render_template, template_path
@@ -52,14 +52,13 @@ def assert_renders_cleanly(spec) -> None:
     rendered = lines(render("rspamd", "/etc/rspamd/local.d/dkim_signing.conf", keys=keys, key_path=key_path))
     assert [line.strip() for line in rendered if "selector =" in line] == [
         f'{{ selector = "{s}"; path = "{key_path(d, s, a)}"; }},' for d, s, a in keys]
-    texts = [render("postfix", "/etc/postfix/main.cf", spec=spec, tls="/etc/letsencrypt/live/" + spec.hostname,
-                    hostinfo=hostinfo),
+    texts = [render("postfix", "/etc/postfix/main.cf", spec=spec, tls="/etc/letsencrypt/live/" + spec.hostname),
              render("fail2ban", "/etc/fail2ban/jail.d/mailhost.local", spec=spec, deployer="192.0.2.99",
                     login_ports=[s.port for s in services_on(spec.features) if s.login]),
              render("firewall", "/etc/nftables.conf", spec=spec, tcp_ports=spec.mail_tcp_ports,
                     ssh_sources=list(spec.firewall.ssh_sources))]
     if spec.srs_domain:
-        texts.append(render("postsrsd", "/etc/default/postsrsd", spec=spec, hostinfo=hostinfo))
+        texts.append(render("postsrsd", "/etc/default/postsrsd", spec=spec))
         assert subprocess.run(["sh", "-n"], input=texts[-1], text=True).returncode == 0, texts[-1]
     for text in texts:
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", text)
