@@ -40,8 +40,9 @@ def test_a_debian_12_host_upgraded_to_13_keeps_its_mail_and_converges(lab, fresh
     for address, subject in subjects.items():
         imap_fetch(lab, env, address, subject)  # delivered and stored before the upgrade begins
     kept = host.ssh(KEPT_FILES).stdout
-    # 2 DKIM keys; the host name's two certificates (in use and standby) and the web names' one, each with its key
-    assert kept.count("\n") == 2 + 3 * 2, kept
+    # 2 domains' RSA and Ed25519 DKIM keys; the host name's two certificates (in use and standby) and the web
+    # names' one, each with its key
+    assert kept.count("\n") == 2 * 2 + 3 * 2, kept
 
     upgrade = host.ssh(UPGRADE, timeout=1800, check=False)
     assert upgrade.returncode == 0, f"Debian's upgrade failed on a mailhost host: {upgrade.stdout[-3000:]}"
