@@ -58,7 +58,7 @@ class DeployResult:
         findings = [line for i, line in enumerate(lines) if re.match(r"\s+(error|warn|timeout)\s", line, re.I)
                     or (i and re.match(r"\s+fix:", line) and not re.match(r"\s+ok\s", lines[i - 1], re.I))]
         erred = "\n".join(f"    {op.name}: error" for op in self.operations if op.error)
-        return ((f"--> Verify findings:\n" + "\n".join(findings) + "\n\n" if findings else "") + before[-limit:]
+        return (("--> Verify findings:\n" + "\n".join(findings) + "\n\n" if findings else "") + before[-limit:]
                 + (f"\n--> Results (erred rows only):\n{erred}" if table else ""))
 
 
