@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import dns.message
 import dns.rcode
@@ -59,6 +60,27 @@ def test_banner_closed_and_silent(closed_port, silent_port):
     assert closed.status == Status.ERROR and "port closed or filtered" in closed.message
     silent = only(check_banner(LOCAL, HOST, silent_port, timeout=SHORT))
     assert silent.status == Status.TIMEOUT and "greeting" in silent.message
+
+
+def test_banner_waits_out_a_greet_pause():
+    # postscreen's way: "220-" at once, the rest of the greeting only after a pause (6 s on a real host), longer
+    # than one step's timeout; a client that waits is greeted, one that talks first is taken for a bot.
+    listener = socket.create_server((LOCAL, 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(f"220-{HOST} pause\r\n".encode())
+            time.sleep(SHORT * 2)
+            conn.sendall(f"220 {HOST} ESMTP\r\n".encode())
+            lines.readline()
+            conn.sendall(f"250-{HOST}\r\n250 8BITMIME\r\n".encode())
+            lines.readline()
+            conn.sendall(b"221 bye\r\n")
+    threading.Thread(target=serve, daemon=True).start()
+    with listener:
+        result = only(check_banner(LOCAL, HOST, listener.getsockname()[1], timeout=SHORT))
+    assert result.status == Status.OK, result
 
 
 # --- open relay ---------------------------------------------------------------------------------------------
