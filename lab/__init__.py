@@ -6,6 +6,8 @@
     ...
     lab.down()                     # everything stopped and removed
 
+    lab.join() ... lab.leave()     # shared by several test sessions at once (the VM lane beside the rest)
+
 State (what runs, which hosts exist) is kept in `<state_dir>/lab.json` so the CLI and
 the tests can manage the same lab from different processes.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,6 +145,43 @@ class Lab:
         for sub in ("dns", "acme", "receiver", "apt-proxy", "pki", "hosts", "specs"):
             shutil.rmtree(self.cfg.state_dir / sub, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
+
+    # -- shared use -------------------------------------------------------------
+    @contextmanager
+    def _users(self):
+        """The processes using the lab (a file `<pid>.<start time>` each), under a lock of their own (up() and
+        down() take the state lock inside it)."""
+        users = self.cfg.state_dir / "users"
+        users.mkdir(parents=True, exist_ok=True)
+        with open(self.cfg.state_dir / "users.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for entry in users.iterdir():  # a session that was killed never left
+                pid, _, start = entry.name.partition(".")
+                if not procs.Daemon("user", int(pid), int(start), "").alive():
+                    entry.unlink(missing_ok=True)
+            yield users
+
+    @staticmethod
+    def _me() -> str:
+        return f"{os.getpid()}.{procs.start_time(os.getpid())}"
+
+    def join(self) -> None:
+        """Use the lab beside other processes: the first one in starts it fresh (whatever an earlier, killed
+        run left is cleared), the others find it running."""
+        with self._users() as users:
+            if not any(users.iterdir()) or not self.is_up():
+                self.down()
+                self.up()
+            (users / self._me()).touch()
+
+    def leave(self) -> bool:
+        """Stop using the lab; the last one out takes it down. True if this call did."""
+        with self._users() as users:
+            (users / self._me()).unlink(missing_ok=True)
+            if any(users.iterdir()):
+                return False
+            self.down()
+            return True
 
     def _teardown_network(self) -> None:
         # Namespaces take their veth ends with them; what remains on the bridge side is removed by name.

@@ -38,7 +38,8 @@ def _cgroup_dirs(name: str) -> list[Path]:
     return [r / CGROUP_PARENT / name for r in roots]
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
+    """When `pid` started (clock ticks after boot): with the pid, names one process for good."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -56,7 +57,7 @@ class Daemon:
     log: str
 
     def alive(self) -> bool:
-        return _start_time(self.pid) == self.start_time
+        return start_time(self.pid) == self.start_time
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -82,7 +83,7 @@ def spawn(name: str, argv: list[str], log: Path, *, env: dict[str, str] | None =
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
             preexec_fn=enter_cgroups,
         )
-    start = _start_time(proc.pid)
+    start = start_time(proc.pid)
     if start is None:
         raise LabError(f"{name}: exited at once; see {log}")
     return Daemon(name=name, pid=proc.pid, start_time=start, log=str(log))
