@@ -15,7 +15,8 @@ from mailhost import hostinfo
 from mailhost.dns.records import HostFacts, dkim as dkim_records, txt_value
 from mailhost.spec import Spec, SpecError, parse_spec
 from mailhost.verify.checks.host import check_key_files
-from mailhost.verify.checks.probe import judge_signatures
+from mailhost.verify.checks.lookup import LookupTimeout
+from mailhost.verify.checks.probe import _DELIVERY_HEADERS, judge_arc, judge_signatures
 from mailhost.verify.result import Status
 from roles.dkim import _MAKE
 
@@ -127,6 +128,46 @@ def test_the_probe_needs_a_verifying_signature_by_each_key_of_its_domain(tmp_pat
     assert passing and result.status is Status.ERROR and "does not verify" in result.message
     passing, result = judge_signatures(raw, "example.org", keys, dns)
     assert not passing and "not DKIM-signed" in result.message
+
+
+def test_the_forwarded_probe_needs_a_valid_arc_seal_by_its_domain(tmp_path):
+    # As the host's rspamd seals inbound mail (with a key made as on the host), a receiver's Authentication-Results
+    # naming what it saw; judged with the key published in DNS.
+    rsa = make_key(tmp_path, "rsa")
+    record = "v=DKIM1; k=rsa; p=" + base64.b64encode(serialization.load_pem_private_key(rsa, None).public_key(
+        ).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    published = {b"mail._domainkey.example.org.": record, b"mail._domainkey.example.net.": record}
+
+    def dns(name: bytes, timeout: float = 5) -> bytes | None:
+        value = published.get(name if name.endswith(b".") else name + b".")
+        return value.encode() if value else None
+
+    raw = (b"Authentication-Results: mail.example.org; dkim=pass header.d=example.org\r\n"
+           b"From: a@example.org\r\nTo: a@example.org\r\nSubject: probe\r\n\r\nbody\r\n")
+
+    def sealed(domain: bytes, message: bytes = raw) -> bytes:
+        return b"".join(dkim.arc_sign(message, b"mail", domain, rsa, b"mail.example.org")) + message
+
+    result = judge_arc(sealed(b"example.org"), "example.org", dns)
+    assert result.status is Status.OK and "sealed by example.org" in result.message, result
+    assert judge_arc(raw, "example.org", dns).status is Status.ERROR
+    other = judge_arc(sealed(b"example.net"), "example.org", dns)
+    assert other.status is Status.ERROR and "by example.net, not example.org" in other.message
+    tampered = sealed(b"example.org").replace(b"body", b"b0dy")
+    broken = judge_arc(tampered, "example.org", dns)
+    assert broken.status is Status.ERROR and "does not validate" in broken.message, broken
+    published.clear()  # the key withdrawn from DNS
+    assert judge_arc(sealed(b"example.org"), "example.org", dns).status is Status.ERROR
+
+    def slow(name: bytes, timeout: float = 5) -> bytes | None:
+        raise LookupTimeout(name.decode())
+    assert judge_arc(sealed(b"example.org"), "example.org", slow).status is Status.TIMEOUT
+
+
+def test_a_forwarder_sends_the_probe_without_the_headers_of_its_delivery():
+    delivered = (b"Return-Path: <a@example.org>\r\nDelivered-To: a@example.org\r\nReceived: from x\r\n\tby y\r\n"
+                 b"DKIM-Signature: v=1;\r\n b=abc\r\nFrom: a@example.org\r\n\r\nReturn-Path: stays in the body\r\n")
+    assert _DELIVERY_HEADERS.sub(b"", delivered) == b"Received:" + delivered.split(b"Received:", 1)[1]
 
 
 def test_key_files_must_be_there_and_private_to_rspamd():

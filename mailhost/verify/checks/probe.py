@@ -1,12 +1,15 @@
 """Authentication of real mail: the probe mailbox sends itself a message through submission (587); it is
 read back over IMAPS and judged as a receiver would: each DKIM signature (RSA, Ed25519) against its key *as
-published in DNS*, SPF for the address it came from, DMARC alignment. The probe is deleted afterwards, so
+published in DNS*, SPF for the address it came from, DMARC alignment. Then verify forwards it back in on port
+25, as a list or an alias elsewhere would, and the copy must arrive ARC-sealed by the host (RFC 8617) with a
+chain that validates: what a receiver of mail we forward relies on. Both copies are deleted afterwards, so
 verify changes nothing.
 """
 
 from __future__ import annotations
 
 import email.policy
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,7 +23,7 @@ from mailhost.dkim_keys import HostKeys
 from mailhost.passwords import read_password
 
 from ..result import Result, error, ok, timeout, warn
-from ..sessions import Mode, SessionFailure, open_session, verifying_context
+from ..sessions import Mode, SessionFailure, open_session, unverified_context, verifying_context
 from .dmarc import dmarc_alignment, parse_dmarc
 from .lookup import Lookup, LookupTimeout, despite_caches
 from .spf import evaluate_spf
@@ -33,6 +36,19 @@ def _send(address: str, hostname: str, ca_file: str | None, user: str, password:
     with open_session(address, 587, Mode.SMTP_STARTTLS, hostname, verifying_context(ca_file), TIMEOUT) as smtp:
         smtp.login(user, password)
         smtp.send_message(user, [user], msg.as_bytes(policy=email.policy.SMTP))
+
+
+# Headers the delivering server put on top (RFC 5321 4.4: Return-Path is added at final delivery and goes when
+# the message travels on; Delivered-To would read as a loop): a forwarder sends the message without them.
+_DELIVERY_HEADERS = re.compile(rb"\A(?:(?:Return-Path|Delivered-To):[^\n]*\n(?:[ \t][^\n]*\n)*)+", re.IGNORECASE)
+
+
+def _forward_in(address: str, hostname: str, user: str, raw: bytes) -> None:
+    """The probe sent back in on port 25 as a forwarder sends it: as received, its signatures intact, from the
+    null sender (no SPF to pass for a forwarder's address), over STARTTLS (its certificate is tls.*'s
+    concern)."""
+    with open_session(address, 25, Mode.SMTP_STARTTLS, hostname, unverified_context(), TIMEOUT) as smtp:
+        smtp.send_message("", [user], _DELIVERY_HEADERS.sub(b"", raw))
 
 
 def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: str, password: str,
@@ -73,11 +89,7 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
         _send(address, spec.hostname, target.ca_file, user, password, msg)
         raw = _fetch_and_delete(address, spec.hostname, target.ca_file, user, password, subject)
     except SessionFailure as failure:
-        if isinstance(failure.cause, TimeoutError):
-            yield timeout("mail.probe", user, f"sending or reading the probe ({failure.step})")
-        else:
-            yield error("mail.probe", user, f"the probe could not be sent or read: {failure}",
-                        "see the tls.* and smtp.* results; check the mailbox's password")
+        yield _failed("mail.probe", user, "the probe", failure)
         return
     except OSError as exc:  # the password file
         yield error("mail.probe", user, f"the probe mailbox's password could not be read: {exc.strerror}",
@@ -91,6 +103,58 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
     keys = (spec.dkim_keys(next(d for d in spec.domains if d.name == domain)) if host_dkim is None else
             sorted((s, a) for d, s, a in host_dkim.signing if d == domain))
     yield from despite_caches(lambda lk: _judge(raw, domain, keys, address, lk), lookup, fresh)
+    try:
+        _forward_in(address, spec.hostname, user, raw)
+        forwarded = _fetch_and_delete(address, spec.hostname, target.ca_file, user, password, subject)
+    except SessionFailure as failure:
+        yield _failed("mail.arc", domain, "the probe forwarded back in on port 25", failure)
+        return
+    if forwarded is None:
+        yield error("mail.arc", domain, f"the probe forwarded back in on port 25 did not reach the INBOX within "
+                                        f"{TIMEOUT:.0f}s", "check `journalctl -u postfix@- -u rspamd` on the host "
+                                                          "(taken for spam? rejected?)")
+        return
+    yield from despite_caches(lambda lk: [judge_arc(forwarded, domain, _dns_txt(lk))], lookup, fresh)
+
+
+def _failed(check: str, subject: str, what: str, failure: SessionFailure) -> Result:
+    if isinstance(failure.cause, TimeoutError):
+        return timeout(check, subject, f"sending or reading {what} ({failure.step})")
+    return error(check, subject, f"{what} could not be sent or read: {failure}",
+                 "see the tls.* and smtp.* results; check the mailbox's password")
+
+
+def _dns_txt(lookup: Lookup):
+    """dkimpy's way to ask DNS for a key record, answered through verify's lookup."""
+    def dns_txt(name: bytes, timeout: float = 5) -> bytes | None:
+        answers = lookup(name.decode().rstrip("."), "TXT")
+        return answers[0].encode() if answers else None
+    return dns_txt
+
+
+def judge_arc(raw: bytes, domain: str, dns_txt) -> Result:
+    """The mail.arc result for mail that reached `domain` from outside: one ARC set, sealed by `domain`, whose
+    chain validates with the key `dns_txt` finds (RFC 8617 5.2). A forwarded message's receiver relies on it
+    for the SPF/DKIM/DMARC results the host saw before forwarding changed the sender."""
+    seals = [dkim.util.parse_tag_value(v) for n, v in dkim.DKIM(raw).headers if n.lower() == b"arc-seal"]
+    if not seals:
+        return error("mail.arc", domain, "the probe forwarded back in on port 25 arrived without an ARC seal",
+                     "run the deploy again (rspamd's local.d/arc.conf seals inbound mail for our domains)")
+    sealers = sorted({s.get(b"d", b"?").decode() for s in seals})
+    if sealers != [domain]:
+        return error("mail.arc", domain, f"the forwarded probe is ARC-sealed by {', '.join(sealers)}, not {domain}",
+                     "run the deploy again (rspamd's local.d/arc.conf)")
+    try:
+        cv, _, reason = dkim.arc_verify(raw, dnsfunc=dns_txt)
+    except LookupTimeout:
+        return timeout("mail.arc", domain, "the key of the ARC seal in DNS")
+    except dkim.DKIMException as exc:  # a malformed set
+        cv, reason = dkim.CV_Fail, str(exc)
+    if cv != dkim.CV_Pass:
+        return error("mail.arc", domain, f"the forwarded probe's ARC chain does not validate ({cv.decode()}: "
+                                         f"{reason})", "publish the host's DKIM keys (run the deploy)")
+    return ok("mail.arc", domain, f"the probe forwarded back in on port 25 arrived ARC-sealed by {domain}, chain "
+                                  f"valid (i={len(seals)})")
 
 
 ALGORITHMS = {"rsa": b"rsa-sha256", "ed25519": b"ed25519-sha256"}  # key type -> the signature's a= tag
@@ -128,13 +192,8 @@ def judge_signatures(raw: bytes, domain: str, keys: list[tuple[str, str]], dns_t
 
 def _judge(raw: bytes, domain: str, keys: list[tuple[str, str]], address: str, lookup) -> Iterable[Result]:
     """DKIM with the keys from DNS, SPF for the sending address, DMARC alignment of both."""
-
-    def dns_txt(name: bytes, timeout: float = 5) -> bytes | None:
-        answers = lookup(name.decode().rstrip("."), "TXT")
-        return answers[0].encode() if answers else None
-
     try:
-        dkim_pass, result = judge_signatures(raw, domain, keys, dns_txt)
+        dkim_pass, result = judge_signatures(raw, domain, keys, _dns_txt(lookup))
     except LookupTimeout:
         yield timeout("mail.dkim", domain, "the DKIM keys in DNS")
         return
