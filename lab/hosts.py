@@ -208,6 +208,8 @@ class VmHost(TestHost):
                 "-device", f"virtio-net-pci,netdev=n0,mac={net.mac_for(self.address)}",
                 "-device", "virtio-rng-pci",
                 "-serial", f"file:{self.console_log}", "-monitor", "none", "-display", "none", "-nodefaults"]
+        if accel == "tcg":  # emulated, it takes every cycle it gets: it yields to the tests running beside it
+            argv = ["nice", "-n", "10", *argv]
         daemon = procs.spawn(self.cgroup_name, argv, base / "qemu.log")
         self.record.daemon = daemon.to_json()
 
