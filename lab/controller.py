@@ -21,7 +21,7 @@ from .hosts import TestHost
 from .images import _lock
 from .procs import LabError, run
 
-SOURCE_ONLY = ["dkimpy==1.1.8"]  # no wheel on PyPI; pure Python, so a wheel built here fits any Python 3
+SOURCE_ONLY = ["dkimpy==1.1.8", "authres==1.2.0"]  # no wheels on PyPI; pure Python: a wheel built here fits any Python 3
 PROJECT_DIR = "/opt/mailhost"
 WHEEL_DIR = "/opt/mailhost-wheels"
 
