@@ -441,7 +441,10 @@ def test_mail_forwarded_outside_keeps_spf_dkim_and_an_arc_chain_and_its_bounces_
     data["aliases"].append({"source": f"forward@{domain}", "destinations": [f"carol@{remote}"]})
     forwarding = mail.spec_path.with_name("forwarding.yaml")
     forwarding.write_text(yaml.safe_dump(data, sort_keys=False))
-    run_deploy([mail.host], {"spec": str(forwarding)}).check()  # (its verify asks postsrsd both ways: host.srs)
+    deployed = run_deploy([mail.host], {"spec": str(forwarding)}).check()
+    # Its verify asked postsrsd both ways (host.srs) and saw its forwarded probe leave with an SRS sender.
+    assert re.search(rf"ok +host\.srs .*@{re.escape(domain)}", deployed.output), deployed.output[-3000:]
+    assert re.search(rf"ok +mail\.srs .*SRS0=.*@{re.escape(domain)} \(SRS\)", deployed.output), deployed.output[-3000:]
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
                                                             serialization.PublicFormat.SubjectPublicKeyInfo)).decode()

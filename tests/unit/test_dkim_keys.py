@@ -16,7 +16,7 @@ from mailhost.dns.records import HostFacts, dkim as dkim_records, txt_value
 from mailhost.spec import Spec, SpecError, parse_spec
 from mailhost.verify.checks.host import check_key_files
 from mailhost.verify.checks.lookup import LookupTimeout
-from mailhost.verify.checks.probe import _DELIVERY_HEADERS, judge_arc, judge_signatures
+from mailhost.verify.checks.probe import _DELIVERY_HEADERS, judge_arc, judge_signatures, judge_srs
 from mailhost.verify.result import Status
 from roles.dkim import _MAKE
 
@@ -162,6 +162,22 @@ def test_the_forwarded_probe_needs_a_valid_arc_seal_by_its_domain(tmp_path):
     def slow(name: bytes, timeout: float = 5) -> bytes | None:
         raise LookupTimeout(name.decode())
     assert judge_arc(sealed(b"example.org"), "example.org", slow).status is Status.TIMEOUT
+
+
+def test_the_forwarded_probe_goes_on_with_an_srs_sender_of_the_srs_domain():
+    def delivered(return_path: str) -> bytes:
+        return f"Return-Path: {return_path}\r\nFrom: a@example.org\r\nSubject: probe\r\n\r\nbody\r\n".encode()
+
+    srs = "<SRS0=HHH=TT=outside.invalid=probe@example.org>"  # postsrsd's form, '=' as separator
+    result = judge_srs(delivered(srs), "probe@outside.invalid", "example.org")
+    assert result.status is Status.OK and "SRS0=HHH=TT=...@example.org" in result.message, result
+    for wrong in ("<probe@outside.invalid>",  # not rewritten
+                  "<SRS0=HHH=TT=outside.invalid=probe@example.net>",  # another SRS domain
+                  "<SRS0=HHH=TT=elsewhere.invalid=someone@example.org>", "<>"):
+        result = judge_srs(delivered(wrong), "probe@outside.invalid", "example.org")
+        assert result.status is Status.ERROR and wrong.strip("<>") in result.message, (wrong, result)
+    assert judge_srs(b"From: a@example.org\r\n\r\nbody\r\n", "probe@outside.invalid", "example.org").status \
+        is Status.ERROR
 
 
 def test_a_forwarder_sends_the_probe_without_the_headers_of_its_delivery():

@@ -1,9 +1,10 @@
 """Authentication of real mail: the probe mailbox sends itself a message through submission (587); it is
 read back over IMAPS and judged as a receiver would: each DKIM signature (RSA, Ed25519) against its key *as
 published in DNS*, SPF for the address it came from, DMARC alignment. Then verify forwards it back in on port
-25, as a list or an alias elsewhere would, and the copy must arrive ARC-sealed by the host (RFC 8617) with a
-chain that validates: what a receiver of mail we forward relies on. Both copies are deleted afterwards, so
-verify changes nothing.
+25 from an outside sender, as a list or an alias elsewhere would, and the copy must arrive ARC-sealed by the
+host (RFC 8617) with a chain that validates and, when the host does SRS, with the sender rewritten to the SRS
+domain: what a receiver of mail we forward relies on. Both copies are deleted afterwards, so verify changes
+nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ import dkim.util
 from mailhost import dkim_keys
 from mailhost.dkim_keys import HostKeys
 from mailhost.passwords import read_password
+from mailhost.spec.values import cut
 
 from ..result import Result, Status, error, ok, timeout, warn
 from ..sessions import Mode, SessionFailure, open_session, unverified_context, verifying_context
 from .dmarc import dmarc_alignment, parse_dmarc
 from .lookup import Lookup, LookupTimeout, despite_caches
+from .smtp import PROBE_SENDER
 from .spf import evaluate_spf
 
 TIMEOUT = 30.0
@@ -45,11 +48,11 @@ _DELIVERY_HEADERS = re.compile(rb"\A(?:(?:Return-Path|Delivered-To):[^\n]*\n(?:[
 
 
 def _forward_in(address: str, hostname: str, user: str, raw: bytes) -> None:
-    """The probe sent back in on port 25 as a forwarder sends it: as received, its signatures intact, from the
-    null sender (no SPF to pass for a forwarder's address), over STARTTLS (its certificate is tls.*'s
-    concern)."""
+    """The probe sent back in on port 25 as a forwarder sends it: as received, its signatures intact, over
+    STARTTLS (its certificate is tls.*'s concern), from an outside sender (RFC 2606 .invalid: nobody's domain,
+    so no SPF to pass or fail; DMARC goes by the signed From)."""
     with open_session(address, 25, Mode.SMTP_STARTTLS, hostname, unverified_context(), TIMEOUT) as smtp:
-        smtp.send_message("", [user], _DELIVERY_HEADERS.sub(b"", raw))
+        smtp.send_message(PROBE_SENDER, [user], _DELIVERY_HEADERS.sub(b"", raw))
 
 
 def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: str, password: str,
@@ -122,12 +125,31 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
         return
     copy, mailbox = forwarded
     results = despite_caches(lambda lk: [judge_arc(copy, domain, _dns_txt(lk))], lookup, fresh)
+    if spec.srs_domain:
+        results.append(judge_srs(copy, PROBE_SENDER, spec.srs_domain))
     for result in results:
         if mailbox == JUNK and result.status is Status.OK:
             result = warn(result.check, result.subject, f"{result.message}; rspamd filed it in Junk",
                           "if verify ran from an address on a blocklist, run it from elsewhere; else see the "
                           "copy's X-Spamd-Result header")
         yield result
+
+
+def judge_srs(raw: bytes, sender: str, srs_domain: str) -> Result:
+    """The mail.srs result for mail from `sender` that reached a mailbox here: the envelope sender it was delivered
+    with (Return-Path) is `sender` rewritten by SRS to `srs_domain`, as it would leave if an alias forwarded it
+    outside, so SPF passes for it at the next receiver and its bounces come back here."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    path = str(message.get("Return-Path", "")).strip().strip("<>")
+    local, _, domain = path.rpartition("@")
+    sender_local, sender_domain = sender.rsplit("@", 1)
+    if local.upper().startswith("SRS0=") and local.endswith(f"={sender_domain}={sender_local}") \
+            and domain.lower() == srs_domain:
+        return ok("mail.srs", srs_domain, f"the forwarded probe from {sender} went on as {local[:12]}...@{domain} "
+                                          "(SRS)")
+    return error("mail.srs", srs_domain, f"the forwarded probe from {sender} went on with envelope sender "
+                                         f"<{cut(path, 100)}>, not an SRS address of {srs_domain}",
+                 "check `systemctl status postsrsd` and Postfix's sender_canonical_maps; run the deploy again")
 
 
 def _failed(check: str, subject: str, what: str, failure: SessionFailure) -> Result:
