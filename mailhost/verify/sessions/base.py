@@ -8,7 +8,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import Enum
 
@@ -108,6 +108,13 @@ def describe(exc: BaseException) -> str:
     return re.sub(r"\s*\(_ssl\.c:\d+\)", "", str(exc)) or type(exc).__name__
 
 
+# The steps where a loaded server is slowest: its greeting (a process spawned for the client, postscreen's 6 s
+# pause on port 25, the client's name looked up) and the TLS handshake (public-key operations). They get this
+# many times a step's timeout, so a slow but working server is not reported as down (RFC 5321 4.5.3.2 has
+# senders wait five minutes for a greeting); every other step keeps the timeout.
+SLOW_STEP_PATIENCE = 3
+
+
 class Session:
     """One conversation with a mail server over TCP, upgraded to TLS on request. Subclasses speak a protocol.
 
@@ -133,6 +140,17 @@ class Session:
             self._usable = False  # mid-reply or mid-handshake: no point in a polite goodbye
             raise SessionFailure(name, exc) from exc
 
+    @contextmanager
+    def patiently(self) -> Iterator[None]:
+        """For the block, SLOW_STEP_PATIENCE times the socket's timeout."""
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(timeout * SLOW_STEP_PATIENCE if timeout else None)
+        try:
+            yield
+        finally:
+            with suppress(OSError):  # a handshake that failed left a closed socket: nothing to restore
+                self.sock.settimeout(timeout)
+
     @property
     def usable(self) -> bool:
         """False once a step failed half-way: the conversation is out of step, only closing is left."""
@@ -146,7 +164,7 @@ class Session:
     def upgrade(self, context: ssl.SSLContext) -> None:
         """The TLS handshake, with SNI and the name check for `hostname`."""
         self._buffer = b""  # RFC 3207 4.2: nothing read before the handshake counts after it
-        with self.step(HANDSHAKE):
+        with self.step(HANDSHAKE), self.patiently():
             self.sock = context.wrap_socket(self.sock, server_hostname=self.hostname)
         self.tls_version = self.sock.version()
         self.cipher = (self.sock.cipher() or ("?",))[0]

@@ -34,7 +34,7 @@ class ImapSession(Session):
         return Reply(status.upper(), (*untagged, text), tuple(literals))
 
     def hello(self) -> None:
-        with self.step("greeting"):
+        with self.step("greeting"), self.patiently():
             line = self.readline()
         if not line.upper().startswith(("* OK", "* PREAUTH")):
             raise SessionFailure("greeting", ProtocolError(f"the server answered {line[:80]!r}"))

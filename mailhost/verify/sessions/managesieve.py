@@ -21,7 +21,7 @@ class SieveSession(Session):
             lines.append(line)
 
     def hello(self) -> None:
-        with self.step("greeting"):
+        with self.step("greeting"), self.patiently():
             self.greeting = self.read_reply()
         self._learn(self.expect(self.greeting, "OK", "greeting"))
 

@@ -16,7 +16,7 @@ class Pop3Session(Session):
         return Reply(code.upper(), (text,))
 
     def hello(self) -> None:
-        with self.step("greeting"):
+        with self.step("greeting"), self.patiently():
             self.greeting = self.read_reply()
         self.expect(self.greeting, "+OK", "greeting")
 

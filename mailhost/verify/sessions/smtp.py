@@ -8,12 +8,6 @@ import ssl
 from .base import HELO_NAME, ProtocolError, Reply, Session, sasl_plain
 
 
-# A port 25 server may hold its greeting back on purpose (postscreen's greet pause is 6 s, and it then hands the
-# client to smtpd, which looks up the client's name first); RFC 5321 4.5.3.2 has senders wait five minutes for it.
-# The greeting gets this many times a step's timeout, so a slow but working server is not reported as down.
-GREETING_PATIENCE = 3
-
-
 class SmtpSession(Session):
     """SMTP (RFC 5321) with EHLO and STARTTLS (RFC 3207)."""
 
@@ -33,11 +27,8 @@ class SmtpSession(Session):
     def hello(self) -> None:
         # A multi-line greeting is read whole: postscreen sends "220-" first and takes a client that talks
         # before the last line for a bot.
-        step_timeout = self.sock.gettimeout()
-        with self.step("greeting"):
-            self.sock.settimeout(step_timeout * GREETING_PATIENCE if step_timeout else None)
+        with self.step("greeting"), self.patiently():
             self.greeting = self.read_reply()
-        self.sock.settimeout(step_timeout)
         self.expect(self.greeting, "220", "greeting")
         self.ehlo()
 
