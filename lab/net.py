@@ -33,6 +33,10 @@ def bridge_up(cfg: LabConfig) -> None:
         run(["ip", "link", "add", cfg.bridge, "type", "bridge"])
     # Plain bridge, no STP, no forwarding delay: links are usable at once.
     Path(f"/sys/class/net/{cfg.bridge}/bridge/forward_delay").write_text("0")
+    # A MAC of its own: else the bridge takes its lowest port's and changes it when that host goes, and every
+    # other host's ARP entry for the gateway points nowhere for the next half minute (with tests running side
+    # by side, a certbot on one host timed out reaching Pebble while another host was removed).
+    run(["ip", "link", "set", cfg.bridge, "address", mac_for(cfg.gateway)])
     for address in (cfg.gateway, cfg.nameserver):
         run(["ip", "addr", "replace", f"{address}/{cfg.netmask_bits}", "dev", cfg.bridge])
     run(["ip", "addr", "replace", f"{cfg.addr6(1)}/{cfg.network6.prefixlen}", "dev", cfg.bridge, "nodad"])
