@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import dns.flags
 import dns.name
@@ -69,6 +70,15 @@ def test_two_containers_at_once_are_separate_hosts(fresh_host, lab):
     assert a.ssh("getent hosts deb.debian.org", check=False).returncode != 0
     assert a.ssh("python3 -c 'import socket; socket.create_connection((\"1.1.1.1\", 53), 3)'",
                  check=False).returncode != 0
+    # A host that goes leaves the others' way to the gateway as it was: the bridge has a MAC of its own (its
+    # lowest port's would change with that port, and every ARP entry for the gateway would point nowhere).
+    bridge_mac = Path(f"/sys/class/net/{lab.cfg.bridge}/address")
+    assert bridge_mac.read_text().strip() == net.mac_for(lab.cfg.gateway)
+    gone = lab.new_host(f"c{os.getpid() % 1000}gone")
+    lab.remove_host(gone.name)
+    assert bridge_mac.read_text().strip() == net.mac_for(lab.cfg.gateway)
+    assert b.ssh(f"python3 -c 'import socket; socket.create_connection((\"{lab.cfg.gateway}\", 14000), 3)'"
+                 ).returncode == 0  # Pebble, at once
 
 
 def test_container_reboot_comes_back(fresh_host):
