@@ -443,8 +443,10 @@ def test_mail_forwarded_outside_keeps_spf_dkim_and_an_arc_chain_and_its_bounces_
     forwarding.write_text(yaml.safe_dump(data, sort_keys=False))
     deployed = run_deploy([mail.host], {"spec": str(forwarding)}).check()
     # Its verify asked postsrsd both ways (host.srs) and saw its forwarded probe leave with an SRS sender.
-    assert re.search(rf"ok +host\.srs .*@{re.escape(domain)}", deployed.output), deployed.output[-3000:]
-    assert re.search(rf"ok +mail\.srs .*SRS0=.*@{re.escape(domain)} \(SRS\)", deployed.output), deployed.output[-3000:]
+    said = [line for line in deployed.output.splitlines() if "srs" in line or "mail.arc" in line]
+    assert any(re.search(rf"ok +host\.srs .*@{re.escape(domain)}", line) for line in said), said
+    # (ok, or a warning when rspamd filed the copy in Junk: on this host, after the tests before, it may)
+    assert any(re.search(rf"(ok|warn) +mail\.srs .*SRS0=.*@{re.escape(domain)} \(SRS\)", line) for line in said), said
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = base64.b64encode(key.public_key().public_bytes(serialization.Encoding.DER,
                                                             serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
@@ -524,9 +526,10 @@ def test_moving_mail_into_and_out_of_junk_teaches_rspamd(lab, mail):
         send_inbound(lab, mail.hostname, to, subject, body=f"{words} {subject}\n")
         imap_fetch(lab, mail, to, subject)
 
-    # rspamd counts every learn at once, but reads the per-class counts back from Redis only every so often, and
-    # each class on its own schedule: each step waits for the counts the sequence must have reached by then
-    # (a relearn takes the message out of the other class), never for "more than the last reading".
+    # rspamd counts every learn at once ("Messages learned"), but reads the per-class counts back from Redis only
+    # every so often, each class on its own schedule (rspamd 3.4 on Debian 12: a minute or more): each step waits
+    # for the counts the sequence must have reached by then (a relearn takes the message out of the other class),
+    # never for "more than the last reading", which may be one the relearn has not reached yet.
     start = _learned(mail)
 
     def learns(move, learned: int, spam: int, ham: int) -> None:
@@ -535,7 +538,7 @@ def test_moving_mail_into_and_out_of_junk_teaches_rspamd(lab, mail):
                          timeout=30)
         want = {"SPAM": start["SPAM"] + spam, "HAM": start["HAM"] + ham}
         procs.wait_until(f"rspamd to count {want}", lambda: {k: _learned(mail)[k] for k in want} == want,
-                         timeout=120)
+                         timeout=240)
 
     learns(lambda: _move(lab, mail, to, first, "INBOX", "Junk"), 1, spam=1, ham=0)
     learns(lambda: _move(lab, mail, to, first, "Junk", "INBOX"), 2, spam=0, ham=1)  # it was not spam after all

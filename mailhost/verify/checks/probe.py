@@ -130,8 +130,8 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
     for result in results:
         if mailbox == JUNK and result.status is Status.OK:
             result = warn(result.check, result.subject, f"{result.message}; rspamd filed it in Junk",
-                          "if verify ran from an address on a blocklist, run it from elsewhere; else see the "
-                          "copy's X-Spamd-Result header")
+                          "if verify ran from an address on a blocklist, run it from elsewhere; else rspamd's log "
+                          "(`journalctl -u rspamd` on the host) says which symbols scored")
         yield result
 
 
