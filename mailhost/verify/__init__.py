@@ -194,11 +194,14 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query,
     jobs += [lambda: check_tlsa(spec.hostname, addresses, target.anchor, query),
              lambda: _check_caa(spec, address, lookup, fresh)]
     for domain in spec.domain_names:
+        # These read records too (the MTA-STS id, the SRV records): judged again past the resolver's cache.
         if spec.features.mta_sts != "off":
-            jobs.append(lambda d=domain: check_mta_sts(d, spec.hostname, spec.features.mta_sts, address, lookup,
-                                                       target.ca_file))
+            jobs.append(lambda d=domain: despite_caches(
+                lambda lk: check_mta_sts(d, spec.hostname, spec.features.mta_sts, address, lk, target.ca_file),
+                lookup, fresh))
         if spec.features.autoconfig:
-            jobs.append(lambda d=domain: check_autoconfig(d, spec.hostname, address, lookup, target.ca_file))
+            jobs.append(lambda d=domain: despite_caches(
+                lambda lk: check_autoconfig(d, spec.hostname, address, lk, target.ca_file), lookup, fresh))
     jobs += [lambda: smtp.check_vrfy_expn(address, spec.hostname),
              lambda: smtp.check_role_addresses(address, spec.hostname, spec.domain_names),
              lambda: smtp.check_open_relay(address, spec.hostname, target.ca_file,

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mailhost import web
 from mailhost.spec import parse_spec
 from mailhost.verify.checks import mta_sts
-from mailhost.verify.checks.lookup import LookupTimeout
+from mailhost.verify.checks.lookup import LookupTimeout, despite_caches
 from mailhost.verify.checks.mta_sts import check_autoconfig, check_mta_sts, covers, parse_policy
 from mailhost.verify.result import Status
 from mailhost.verify.sessions import Mode, ProtocolError, Response, SessionFailure, open_session, verifying_context
@@ -285,6 +285,25 @@ def test_a_failed_autoconfig_fetch_is_a_failed_result(serve):
     serve(SessionFailure("TLS handshake", ssl.SSLError(1, "[SSL: TLSV1_ALERT_INTERNAL_ERROR] internal error")))
     result = autoconfig()["autoconfig.file"]
     assert result.status is Status.ERROR and "TLS handshake failed" in result.message
+
+
+@pytest.mark.parametrize("stale, judge, served", [
+    ({**SRV, (f"_imaps._tcp.{DOMAIN}", "SRV"): ["0 1 993 imap.elsewhere.example."]},
+     lambda lk: check_autoconfig(DOMAIN, HOST, ADDRESS, lk, CA_FILE), Response(200, {}, web.autoconfig(SPEC).encode())),
+    (sts_record("an older policy"),
+     lambda lk: check_mta_sts(DOMAIN, HOST, "enforce", ADDRESS, lk, CA_FILE), text_plain(POLICY)),
+], ids=["SRV", "MTA-STS id"])
+def test_a_record_the_resolver_still_caches_is_a_warning_once_published(serve, stale, judge, served):
+    """As verify judges them (`despite_caches`): the resolver's stale answer fails, the authoritative servers
+    already pass: a warning; the file or policy served over HTTPS is judged as it is."""
+    fresh = {**SRV, **sts_record()}
+    calls = serve(served)
+    results = by_check(despite_caches(judge, lookup_from(stale), lookup_from(fresh)))
+    assert {r.status for r in results.values()} == {Status.OK, Status.WARN}, results
+    assert "cached" in next(r.message for r in results.values() if r.status is Status.WARN)
+    assert by_check(despite_caches(judge, lookup_from(stale), lookup_from(stale))).keys() == results.keys()
+    assert Status.ERROR in {r.status for r in despite_caches(judge, lookup_from(stale), lookup_from(stale))}
+    assert calls
 
 
 # -- the HTTPS session against a local TLS server ----------------------------------------------------------
