@@ -45,7 +45,7 @@ def apply(spec: Spec) -> None:
     conf = config_file(__file__, "/etc/nftables.conf", check="nft -c -f {path}", mode="755",
                        spec=spec, tcp_ports=spec.mail_tcp_ports, ssh_sources=ssh_sources)
     systemd.service(name="nftables is running", service="nftables", running=True)
-    if not host.get_fact(SystemdEnabled).get("nftables.service"):
+    if not host.get_fact(SystemdEnabled, services=["nftables.service"]).get("nftables.service"):
         # Only the boot symlink: the unit is loaded already, and the implicit daemon-reload of a plain
         # `enable` costs over a second on Debian 12.
         server.shell(name="nftables enabled at boot", commands=["systemctl enable --no-reload nftables.service"])
