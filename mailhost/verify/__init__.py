@@ -104,10 +104,11 @@ def _host_access(target: Target) -> Result:
 
 
 Job = Callable[[], Iterable[Result]]
-# Checks at once: each mostly waits on the network (a handshake, a mail delivery, an SSH round trip), and with
-# room for all of them the slowest (the probe message) starts at once.
-WORKERS = 32
-# ... but the host's own services see at most this many of our connections at a time (the probe aside): a small
+# Checks at once: each mostly waits on the network (a handshake, a mail delivery, an SSH round trip) or for its
+# turn (below), and with room for all of them none waits for a thread: the slowest (the probe) starts at once.
+WORKERS = 64
+# ... but the host's own services see at most this many of our connections at a time (the probe and the first
+# greetings aside, which mostly wait in postscreen's greet pause, before any smtpd is spawned for them): a small
 # host (a 1-vCPU VPS, an emulated one) spawns smtpd and makes TLS handshakes in a core-second or more each, and
 # a burst of thirty timed out checks that pass one by one (four still timed out one greeting under emulation).
 # Verify should measure the host, not the load it puts on it.
@@ -148,9 +149,14 @@ def run_checks(target: Target) -> Iterable[Result]:
     access = _host_access(target)
     yield access
     shell = target.run if access.status is Status.OK else None
-    keys = hostinfo.parse_dkim_public_keys(shell(hostinfo.DKIM_PUBLIC_KEYS).splitlines()) if shell else None
-    tls_keys = hostinfo.parse_tls_public_keys(shell(hostinfo.TLS_PUBLIC_KEYS).splitlines()) if shell else None
-    host_dkim = dkim_keys.HostKeys.parse(shell(dkim_keys.HOST_DKIM_COMMAND).splitlines()) if shell else None
+    keys = tls_keys = host_dkim = None
+    if shell:  # three round trips at once
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            dkim_lines, tls_lines, host_dkim_lines = pool.map(lambda command: shell(command).splitlines(), [
+                hostinfo.DKIM_PUBLIC_KEYS, hostinfo.TLS_PUBLIC_KEYS, dkim_keys.HOST_DKIM_COMMAND])
+        keys = hostinfo.parse_dkim_public_keys(dkim_lines)
+        tls_keys = hostinfo.parse_tls_public_keys(tls_lines)
+        host_dkim = dkim_keys.HostKeys.parse(host_dkim_lines)
     facts = HostFacts(tuple(addresses), keys, tls_keys)
     jobs: list[Job] = [lambda: dns_checks.check_records(spec, facts, target.resolvers)]
     for domain, policy in ((d.name, spec.dmarc_of(d).policy) for d in spec.domains):
@@ -178,21 +184,24 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query,
                     host_dkim: dkim_keys.HostKeys | None) -> list[Job]:
     """The certificate, the greeting and DANE on every address of the host (IPv4 and IPv6: a sender may pick
     either, and another machine may answer on one); TLS versions (a service's setting, two handshakes more per
-    port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs; the probe message."""
+    port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs; the probe message.
+
+    postscreen holds a client it has not seen before in its greet pause (6 s) on every connection it opens
+    until one has passed; one greeting per address goes first, and the other port-25 checks wait for it."""
     from .checks import smtp, tls
     from .checks.probe import check_probe
     spec, address = target.spec, addresses[0]
+    greeted = [threading.Event() for _ in addresses]
+    on_25: list[Job] = []  # wait for the greetings
     jobs: list[Job] = []
     for each in addresses:
         for endpoint in tls.endpoints(spec.features):
-            jobs.append(lambda each=each, endpoint=endpoint: [
+            (on_25 if endpoint.port == 25 else jobs).append(lambda each=each, endpoint=endpoint: [
                 _on(result, each, addresses) for result in tls.check_tls(
                     each, endpoint.port, endpoint.mode, spec.hostname, target.ca_file, spec.verify.cert_min_days,
                     versions=each == address)])
-        jobs.append(lambda each=each: [_on(result, each, addresses)
-                                       for result in smtp.check_banner(each, spec.hostname)])
-    jobs += [lambda: check_tlsa(spec.hostname, addresses, target.anchor, query),
-             lambda: _check_caa(spec, address, lookup, fresh)]
+    on_25 += [lambda: check_tlsa(spec.hostname, addresses, target.anchor, query),
+              lambda: _check_caa(spec, address, lookup, fresh)]
     for domain in spec.domain_names:
         # These read records too (the MTA-STS id, the SRV records): judged again past the resolver's cache.
         if spec.features.mta_sts != "off":
@@ -202,18 +211,39 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query,
         if spec.features.autoconfig:
             jobs.append(lambda d=domain: despite_caches(
                 lambda lk: check_autoconfig(d, spec.hostname, address, lk, target.ca_file), lookup, fresh))
-    jobs += [lambda: smtp.check_vrfy_expn(address, spec.hostname),
-             lambda: smtp.check_role_addresses(address, spec.hostname, spec.domain_names),
-             lambda: smtp.check_open_relay(address, spec.hostname, target.ca_file,
-                                           foreign_rcpt=spec.verify.relay_probe)]
-    jobs += [lambda port=port: smtp.check_auth_before_tls(address, spec.hostname, port) for port in (25, 587)]
+    on_25 += [lambda: smtp.check_vrfy_expn(address, spec.hostname),
+              lambda: smtp.check_role_addresses(address, spec.hostname, spec.domain_names),
+              lambda: smtp.check_open_relay(address, spec.hostname, target.ca_file,
+                                            foreign_rcpt=spec.verify.relay_probe),
+              lambda: smtp.check_auth_before_tls(address, spec.hostname, 25)]
+    jobs.append(lambda: smtp.check_auth_before_tls(address, spec.hostname, 587))
     jobs += [lambda port=port: smtp.check_submission_requires_auth(address, spec.hostname, target.ca_file, port,
                                                                    foreign_rcpt=spec.verify.relay_probe)
              for port in (587, 465)]
     if spec.features.dnsbl:
         jobs.append(lambda: smtp.check_dnsbl(addresses, spec.features.dnsbl, lookup))
-    # The probe (a submission, then IMAP polling until it arrives) waits most and starts first, beside the rest.
-    return [lambda: check_probe(target, address, lookup, fresh, host_dkim)] + limited(jobs, HOST_CONNECTIONS)
+
+    def greeting(each: str, done: threading.Event) -> list[Result]:
+        try:
+            return [_on(result, each, addresses) for result in smtp.check_banner(each, spec.hostname)]
+        finally:
+            done.set()
+
+    def greetings_done() -> None:
+        for done in greeted:
+            done.wait()
+
+    def after_greetings(job: Job) -> Job:
+        def run() -> Iterable[Result]:
+            greetings_done()
+            return job()
+        return run
+    # The probe (a submission, then IMAP polling until it arrives) waits most and starts first, beside the
+    # greetings; the rest share the host's connections, those on port 25 once postscreen has let us in.
+    gated = limited([*jobs, *on_25], HOST_CONNECTIONS)
+    return [lambda: check_probe(target, address, lookup, fresh, host_dkim, greetings_done),
+            *(lambda each=each, done=done: greeting(each, done) for each, done in zip(addresses, greeted)),
+            *gated[:len(jobs)], *map(after_greetings, gated[len(jobs):])]
 
 
 def _check_caa(spec: Spec, address: str, lookup, fresh) -> list[Result]:

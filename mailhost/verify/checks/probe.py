@@ -13,7 +13,7 @@ import email.policy
 import re
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.message import EmailMessage
 
 import dkim
@@ -75,9 +75,11 @@ def _fetch_and_delete(address: str, hostname: str, ca_file: str | None, user: st
 
 
 def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = None,
-                host_dkim: HostKeys | None = None) -> Iterable[Result]:
+                host_dkim: HostKeys | None = None,
+                before_port_25: Callable[[], object] = lambda: None) -> Iterable[Result]:
     """The probe's round trip and its authentication; its DKIM signatures must be by the keys the host signs
-    with (`host_dkim`: during a key rotation, not yet the spec's), else by the spec's."""
+    with (`host_dkim`: during a key rotation, not yet the spec's), else by the spec's. The copy forwarded back
+    in on port 25 goes once `before_port_25` returns (verify's first greeting through postscreen's pause)."""
     spec = target.spec
     box = spec.probe_mailbox
     if box is None:
@@ -110,6 +112,7 @@ def check_probe(target, address: str, lookup: Lookup, fresh: Lookup | None = Non
     keys = (spec.dkim_keys(next(d for d in spec.domains if d.name == domain)) if host_dkim is None else
             sorted((s, a) for d, s, a in host_dkim.signing if d == domain))
     yield from despite_caches(lambda lk: _judge(raw, domain, keys, address, lk), lookup, fresh)
+    before_port_25()
     try:
         _forward_in(address, spec.hostname, user, raw)
         # Where verify runs from (a laptop's address on a blocklist, say) may make the copy look like spam: it
