@@ -43,7 +43,7 @@ TRANSIENT = ('"^(smtpd|anvil|trivial-rewrite|proxymap|cleanup|lmtp|smtp|postscre
              '|^dovecot/(auth|imap-login|imap|lmtp|pop3|managesieve)"')
 SETTLED = f"timeout 360 sh -c 'while pgrep -f {TRANSIENT} >/dev/null; do sleep 2; done'"
 # The targets, the same on every release.
-TARGETS = {"ratio": 1.10, "noop": 3.0, "memory": 150, "big_ratio": 1.3}  # issue 16
+TARGETS = {"ratio": 1.10, "noop": 3.0, "verify": 5.0, "memory": 150, "big_ratio": 1.3}  # issue 16
 
 
 def row(what: str, value: str, target: str = "") -> None:
@@ -87,6 +87,8 @@ def main() -> None:
     for key, label, shown, target in (
             ("ratio", "fresh converge / plain apt-get", "{:.2f}", f"<= {TARGETS['ratio']}"),
             ("noop", "no-op re-run", "{:.1f} s", f"<= {TARGETS['noop']:.0f} s, 0 changes"),
+            ("verify_first", "verify, first contact", "{:.1f} s", "postscreen's greet pause: 6 s"),
+            ("verify", "verify, again", "{:.1f} s", f"<= {TARGETS['verify']:.0f} s"),
             ("memory_before", "stack resident set, before mail", "{:.0f} MB", f"<= {TARGETS['memory']} MB"),
             ("memory_after", "stack resident set, after mail", "{:.0f} MB", f"<= {TARGETS['memory']} MB"),
             ("big_ratio", "100 domains / 1 domain", "{:.2f}", f"<= {TARGETS['big_ratio']}")):
@@ -146,11 +148,14 @@ def measure(lab: Lab, release: str, rounds: int) -> dict[str, float]:
             row("no-op re-run", f"{noop.seconds:.1f} s",
                 f"target <= {TARGETS['noop']:.0f} s, 0 changes ({len(noop.changed)} changes)")
             memory_before = memory(one, "before any mail", f"resident set; target <= {TARGETS['memory']} MB")
-            start = time.monotonic()
-            report = verify(Target(load_spec(env.spec_path), ssh_runner(
-                f"root@{one.address}", str(one.ssh_key), ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"])))
-            row("verify after converge (the deploy's last stage)", f"{time.monotonic() - start:.1f} s",
-                f"{report.counts()}")
+            target = Target(load_spec(env.spec_path), ssh_runner(
+                f"root@{one.address}", str(one.ssh_key), ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]))
+            verify_seconds = []
+            for when in ("after converge (the deploy's last stage)", "again (postscreen has let us in)"):
+                start = time.monotonic()
+                report = verify(target)
+                verify_seconds.append(time.monotonic() - start)
+                row(f"verify {when}", f"{verify_seconds[-1]:.1f} s", f"{report.counts()}")
             start = time.monotonic()
             one.ssh(SETTLED, timeout=400)
             row("  until its connections' processes have ended", f"{time.monotonic() - start:.0f} s")
@@ -170,7 +175,8 @@ def measure(lab: Lab, release: str, rounds: int) -> dict[str, float]:
     finally:
         for host in list(made):
             lab.remove_host(host.name)
-    return {"ratio": ratio, "noop": noop.seconds, "memory_before": memory_before, "memory_after": memory_after,
+    return {"ratio": ratio, "noop": noop.seconds, "verify_first": verify_seconds[0], "verify": verify_seconds[1],
+            "memory_before": memory_before, "memory_after": memory_after,
             "big_ratio": big_ratio}
 
 
