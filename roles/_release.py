@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pyinfra import host
 from pyinfra.api import FactBase
 
+from roles._facts import read_once
+
 SUPPORTED = {12: "bookworm", 13: "trixie"}
 ARCHITECTURES = ("amd64",)
 
@@ -55,7 +57,7 @@ class DebianRelease(FactBase):
 
 
 def host_release() -> HostRelease:
-    return host.get_fact(DebianRelease)
+    return read_once(DebianRelease)
 
 
 def debian_release() -> int:

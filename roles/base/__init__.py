@@ -7,10 +7,11 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations import apt, files, server
 
 
 from mailhost.spec import Spec
+from roles._units import unit
 
 
 def packages(spec: Spec) -> list[str]:
@@ -88,4 +89,4 @@ def apply(spec: Spec) -> None:
     # Time sync matters for TLS, DKIM timestamps and DNSSEC. Started here once, as its package script
     # did not; systemd itself skips it inside containers, so a "running" check would never settle.
     server.shell(name="Time sync is started", commands=["systemctl start systemd-timesyncd"], _if=install.did_change)
-    systemd.service(name="Time sync enabled", service="systemd-timesyncd", enabled=True, running=None)
+    unit(name="Time sync enabled", service="systemd-timesyncd.service", enabled=True, running=None)

@@ -18,11 +18,12 @@ import time
 
 from pyinfra import host, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 
 from mailhost import hostinfo, rollover, web
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._units import unit
 
 
 def packages(spec: Spec) -> list[str]:
@@ -208,7 +209,7 @@ def apply(spec: Spec) -> None:
     if missing := missing_certificates(spec):
         server.shell(name=f"Certificates for {', '.join(missing)} are asked for (ACME HTTP-01, in the background)",
                      commands=[request_command(spec, missing)])
-    systemd.service(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
+    unit(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
 
 
 @deploy("certbot")

@@ -24,6 +24,7 @@ from mailhost import dkim_keys, hostinfo
 from mailhost.dns import authoritative
 from mailhost.dns.records import txt
 from mailhost.spec import Spec
+from roles._facts import read_once
 
 KEY_DIR, OWNER = hostinfo.DKIM_KEY_DIR, hostinfo.DKIM_KEY_OWNER
 key_path = hostinfo.dkim_key_path
@@ -72,7 +73,7 @@ def key_plan(spec: Spec) -> tuple[dkim_keys.KeyPlan, list[dkim_keys.KeyId]]:
     once per host (the rspamd role and the deploy ask again). Without a DNS provider the records are published
     by hand, so a key counts as published from the first run that finds every nameserver serving it."""
     if host.name not in _plans:
-        state, public = host.get_fact(DkimState), host.get_fact(DkimPublicKeys) or {}
+        state, public = read_once(DkimState), host.get_fact(DkimPublicKeys) or {}
 
         def served(key: dkim_keys.KeyId) -> bool | None:
             domain, selector, algorithm = key
@@ -201,7 +202,7 @@ def apply(spec: Spec) -> None:
         host.log_styled(note, fg="yellow", log_func=logger.warning)
     signing_keys_exist(name="DKIM keys are made on the host, private to rspamd", keys=signing_keys(spec),
                        bits=spec.dkim.key_bits)
-    state = host.get_fact(DkimState)
+    state = read_once(DkimState)
     if plan.retire:
         server.shell(name="DKIM rotation: the keys replaced stop signing (noted)",
                      commands=[notes_command(plan.retire, "retired")])

@@ -18,6 +18,7 @@ from mailhost import maps
 from mailhost.spec import Spec
 from roles._config import config_file
 from roles._release import debian_release
+from roles._units import unit
 from roles.certbot import live_dir
 
 VMAIL_UID = 5000
@@ -53,8 +54,8 @@ def apply(spec: Spec) -> None:
         pipe = config_file(__file__, "/usr/lib/dovecot/sieve-pipe/rspamd-learn", mode="755")
         server.shell(name="Spam learning sieve scripts are compiled", _if=any_changed(conf, *learn, pipe),
                      commands=[f"sievec /etc/dovecot/sieve/learn-{kind}.sieve" for kind in ("spam", "ham")])
-    unit = config_file(__file__, "/etc/systemd/system/dovecot.service.d/mailhost.conf")
-    systemd.daemon_reload(name="systemd reads Dovecot's upgrade guard", _if=unit.did_change)
-    systemd.service(name="Dovecot reloads its config", service="dovecot", reloaded=True,
-                    _if=any_changed(conf, users))  # only if running; a stopped Dovecot starts below
-    systemd.service(name="Dovecot is running", service="dovecot", running=True, enabled=True)
+    guard = config_file(__file__, "/etc/systemd/system/dovecot.service.d/mailhost.conf")
+    systemd.daemon_reload(name="systemd reads Dovecot's upgrade guard", _if=guard.did_change)
+    unit(name="Dovecot reloads its config", service="dovecot.service", reloaded=True,
+         _if=any_changed(conf, users))  # only if running; a stopped Dovecot starts below
+    unit(name="Dovecot is running", service="dovecot.service", running=True, enabled=True)

@@ -5,15 +5,16 @@ the address the deploy comes from is never banned."""
 
 from __future__ import annotations
 
-from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from mailhost.services import services_on
 from mailhost.spec import Spec
 from roles._config import config_file
 from roles._connection import SshClientAddress
+from roles._facts import read_once
+from roles._units import unit
 
 FILTERS = ["mailhost-sshd", "mailhost-logins"]
 
@@ -26,13 +27,13 @@ def packages(spec: Spec) -> list[str]:
 @deploy("fail2ban")
 def apply(spec: Spec) -> None:
     if not spec.fail2ban.enabled:
-        systemd.service(name="Fail2Ban is off", service="fail2ban", running=False, enabled=False)
+        unit(name="Fail2Ban is off", service="fail2ban.service", running=False, enabled=False)
         return
     changed = [config_file(__file__, f"/etc/fail2ban/filter.d/{name}.conf") for name in FILTERS]
     login_ports = [s.port for s in services_on(spec.features) if s.login]
     changed.append(config_file(__file__, "/etc/fail2ban/jail.d/mailhost.local", spec=spec, login_ports=login_ports,
-                               deployer=host.get_fact(SshClientAddress)))
+                               deployer=read_once(SshClientAddress)))
     server.shell(name="Fail2Ban config is valid", commands=["fail2ban-client -t"], _if=any_changed(*changed))
-    systemd.service(name="Fail2Ban restarts for new jails", service="fail2ban", restarted=True,
-                    _if=any_changed(*changed))  # only if running; a stopped Fail2Ban starts below
-    systemd.service(name="Fail2Ban is running", service="fail2ban", running=True, enabled=True)
+    unit(name="Fail2Ban restarts for new jails", service="fail2ban.service", restarted=True,
+         _if=any_changed(*changed))  # only if running; a stopped Fail2Ban starts below
+    unit(name="Fail2Ban is running", service="fail2ban.service", running=True, enabled=True)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.facts.systemd import SystemdEnabled
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 
 from mailhost.spec import Spec
 from roles._config import config_file
 from roles._connection import SshClientAddress
+from roles._facts import read_once
+from roles._units import unit
 
 
 def packages(spec: Spec) -> list[str]:
@@ -39,16 +40,12 @@ class FirewallDrift(FactBase):
 @deploy("firewall")
 def apply(spec: Spec) -> None:
     ssh_sources = list(spec.firewall.ssh_sources)
-    controller = host.get_fact(SshClientAddress)
+    controller = read_once(SshClientAddress)
     if ssh_sources and controller and controller not in ssh_sources:
         ssh_sources.append(controller)  # never lock out the deploy that is running
     conf = config_file(__file__, "/etc/nftables.conf", check="nft -c -f {path}", mode="755",
                        spec=spec, tcp_ports=spec.mail_tcp_ports, ssh_sources=ssh_sources)
-    systemd.service(name="nftables is running", service="nftables", running=True)
-    if not host.get_fact(SystemdEnabled, services=["nftables.service"]).get("nftables.service"):
-        # Only the boot symlink: the unit is loaded already, and the implicit daemon-reload of a plain
-        # `enable` costs over a second on Debian 12.
-        server.shell(name="nftables enabled at boot", commands=["systemctl enable --no-reload nftables.service"])
+    unit(name="nftables is running, and at boot", service="nftables.service", running=True, enabled=True)
     drifted = host.get_fact(FirewallDrift)
     server.shell(name="Load the firewall" + (" (live ruleset drifted)" if drifted else ""),
                  commands=["nft -f /etc/nftables.conf",

@@ -6,12 +6,12 @@ certificate, the web names with their own. One worker: it serves two small files
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from mailhost import web
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._units import unit
 from roles.certbot import live_dir
 
 FILES = "/etc/nginx/mailhost"
@@ -31,5 +31,5 @@ def apply(spec: Spec) -> None:
     changed.append(config_file(__file__, "/etc/nginx/nginx.conf", check="nginx -q -t -c {path}", spec=spec,
                                mail_tls=live_dir(spec), certificates=web.web_certificates(spec), files=FILES,
                                policy_path=web.POLICY_PATH, autoconfig_paths=web.AUTOCONFIG_PATHS))
-    systemd.service(name="nginx reloads its config", service="nginx", reloaded=True, _if=any_changed(*changed))
-    systemd.service(name="nginx is running", service="nginx", running=True, enabled=True)
+    unit(name="nginx reloads its config", service="nginx.service", reloaded=True, _if=any_changed(*changed))
+    unit(name="nginx is running", service="nginx.service", running=True, enabled=True)

@@ -8,12 +8,13 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 from pyinfra.operations.util import any_changed
 
 from mailhost import maps
 from mailhost.spec import Spec
 from roles._config import StagedConfig, config_file
+from roles._units import unit
 from roles.certbot import live_dir
 
 
@@ -80,8 +81,8 @@ def apply(spec: Spec) -> None:
     if ALIASES in tables:
         changed.append(server.shell(name=f"newaliases ({ALIASES})", commands=["newaliases"]))
     if spec.features.mta_sts_outbound:  # before Postfix asks it
-        systemd.service(name="MTA-STS resolver is running", service=MTA_STS_RESOLVER, running=True, enabled=True)
+        unit(name="MTA-STS resolver is running", service=f"{MTA_STS_RESOLVER}.service", running=True, enabled=True)
     server.shell(name="Postfix installation is consistent", commands=["postfix check"], _if=any_changed(*changed))
-    systemd.service(name="Postfix reloads its config", service="postfix", reloaded=True,
-                    _if=any_changed(*changed))  # only if running; a stopped Postfix starts below
-    systemd.service(name="Postfix is running", service="postfix", running=True, enabled=True)
+    unit(name="Postfix reloads its config", service="postfix.service", reloaded=True,
+         _if=any_changed(*changed))  # only if running; a stopped Postfix starts below
+    unit(name="Postfix is running", service="postfix.service", running=True, enabled=True)

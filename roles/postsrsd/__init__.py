@@ -12,10 +12,11 @@ Only on a host whose spec forwards outside (`Spec.srs_domain`); on one that stop
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt, systemd
+from pyinfra.operations import apt
 
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._units import unit
 
 
 def packages(spec: Spec) -> list[str]:
@@ -30,6 +31,6 @@ def apply(spec: Spec) -> None:
                      present=False, purge=True)
         return
     config = config_file(__file__, "/etc/default/postsrsd", spec=spec, check="sh -n {path}")
-    systemd.service(name="postsrsd restarts for new config", service="postsrsd", restarted=True,
-                    _if=config.did_change)
-    systemd.service(name="postsrsd is running", service="postsrsd", running=True, enabled=True)
+    unit(name="postsrsd restarts for new config", service="postsrsd.service", restarted=True,
+         _if=config.did_change)
+    unit(name="postsrsd is running", service="postsrsd.service", running=True, enabled=True)

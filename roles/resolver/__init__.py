@@ -12,12 +12,13 @@ validates switches again. Turning `resolver.enabled` off later leaves unbound an
 from __future__ import annotations
 
 from pyinfra.api import QuoteString, StringCommand, deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from mailhost.resolver import anchor_zone, root_hints_lines, trust_anchor_lines
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._units import unit
 
 TRUST_ANCHOR = "/etc/unbound/mailhost-trust-anchor"
 ROOT_HINTS = "/etc/unbound/mailhost-root-hints"
@@ -78,9 +79,9 @@ def apply(spec: Spec) -> None:
     changed.append(config_file(__file__, "/etc/unbound/unbound.conf", check="unbound-checkconf {path}",
                                trust_anchor=TRUST_ANCHOR if anchor else None, root_hints=ROOT_HINTS if hints else None,
                                anchor_zone=anchor_zone_of(spec)))
-    systemd.service(name="unbound restarts for new config", service="unbound", restarted=True,
-                    _if=any_changed(*changed))  # only if running; a stopped unbound starts below
-    systemd.service(name="unbound is running", service="unbound", running=True, enabled=True)
+    unit(name="unbound restarts for new config", service="unbound.service", restarted=True,
+         _if=any_changed(*changed))  # only if running; a stopped unbound starts below
+    unit(name="unbound is running", service="unbound.service", running=True, enabled=True)
     # A switched host must not be left asking an unbound that no longer validates (a wrong new trust anchor).
     server.shell(name="unbound validates with its new config", _if=any_changed(*changed), commands=[
         answers_validated(spec, "the host goes back to the resolver it had", back_to_fallback())])

@@ -5,12 +5,13 @@ with the keys `roles.dkim` makes."""
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import server, systemd
+from pyinfra.operations import server
 from pyinfra.operations.util import any_changed
 
 from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._units import unit
 from roles.dkim import key_path, key_plan
 
 
@@ -34,7 +35,7 @@ def arc_keys(keys: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
 
 @deploy("rspamd")
 def apply(spec: Spec) -> None:
-    systemd.service(name="Redis is running", service="redis-server", running=True, enabled=True)
+    unit(name="Redis is running", service="redis-server.service", running=True, enabled=True)
     keys = key_plan(spec)[0].sign  # the spec's keys, or during a rotation the keys they replace
     changed = [config_file(__file__, f"/etc/rspamd/local.d/{name}", spec=spec, keys=keys, arc_keys=arc_keys(keys),
                            key_path=key_path) for name in LOCAL_D]
@@ -50,7 +51,7 @@ def apply(spec: Spec) -> None:
         "if systemctl -q is-active rspamd; then "
         "timeout 120 sh -c 'until pgrep -f \"^rspamd: .*(proxy|normal|controller)\" >/dev/null; do sleep 0.2; done'; "
         "systemctl restart rspamd; fi"])
-    running = systemd.service(name="rspamd is running", service="rspamd", running=True, enabled=True)
+    running = unit(name="rspamd is running", service="rspamd.service", running=True, enabled=True)
     # Started or restarted: the deploy ends once rspamd answers (signing, and learning when on), so what follows
     # (verify's probe, a user's first message) finds it.
     server.shell(name="rspamd answers", _if=any_changed(restart, running),

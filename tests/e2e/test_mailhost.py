@@ -310,6 +310,8 @@ DRIFTS = {
     "main.cf edited": ("echo 'smtpd_banner = hacked' >> /etc/postfix/main.cf",
                        "grep -c 'smtpd_banner = hacked' /etc/postfix/main.cf || true", "0"),
     "dovecot stopped": ("systemctl stop dovecot", "systemctl is-active dovecot || true", "active"),
+    "services not started at boot": ("systemctl disable -q rspamd nftables",
+                                     "systemctl is-enabled rspamd nftables || true", "enabled\nenabled"),
     "nft ruleset flushed": ("nft flush ruleset", "nft list tables", "table inet mailhost"),
     "mailbox deleted from the user database": ("sed -i 1d /etc/dovecot/users", "wc -l < /etc/dovecot/users", None),
     "config file mode and owner changed": ("chmod 666 /etc/postfix/main.cf && chown nobody /etc/postfix/main.cf",
