@@ -310,6 +310,8 @@ DRIFTS = {
     "main.cf edited": ("echo 'smtpd_banner = hacked' >> /etc/postfix/main.cf",
                        "grep -c 'smtpd_banner = hacked' /etc/postfix/main.cf || true", "0"),
     "dovecot stopped": ("systemctl stop dovecot", "systemctl is-active dovecot || true", "active"),
+    "mail store user changed": ("usermod -s /bin/sh vmail", "getent passwd vmail",
+                                "vmail:x:5000:5000::/var/vmail:/usr/sbin/nologin"),
     "services not started at boot": ("systemctl disable -q rspamd nftables",
                                      "systemctl is-enabled rspamd nftables || true", "enabled\nenabled"),
     "nft ruleset flushed": ("nft flush ruleset", "nft list tables", "table inet mailhost"),
