@@ -1,9 +1,11 @@
 """Mailbox password hashes for Dovecot's passwd-file, computed on the controller.
 
 A plaintext password (from an environment variable or a file named in the spec) never leaves
-the controller: it is hashed here with SHA512-CRYPT. The salt is derived from the address and
-the password, so the same password gives the same hash on every run (the users file does not
-change, the deploy stays idempotent) while no two mailboxes share a salt.
+the controller: it is hashed here with SHA512-CRYPT. The salt is derived from the address alone, so the
+same password gives the same hash on every run (the users file does not change, the deploy stays
+idempotent) while no two mailboxes share a salt. Nothing of the password goes into the salt: the salt
+is stored in the clear beside the hash, so a salt made from the password would let whoever reads the
+users file test guesses at the speed of one SHA-256 instead of 100,000 rounds.
 
 The hashing is libpass's (the maintained fork of passlib): the standard library's `crypt` is gone in
 Python 3.13 (Debian 13), and libpass computes SHA512-CRYPT itself, byte for byte what glibc's crypt(3)
@@ -31,7 +33,7 @@ def read_password(box: Mailbox, base_dir: Path) -> str:
 
 
 def sha512_crypt(password: str, address: str) -> str:
-    digest = hashlib.sha256(f"mailhost-salt\0{address}\0{password}".encode()).digest()
+    digest = hashlib.sha256(f"mailhost-salt\0{address}".encode()).digest()
     salt = "".join(_SALT_CHARS[b % 64] for b in digest[:16])
     return "{SHA512-CRYPT}" + _sha512_crypt.using(rounds=ROUNDS, salt=salt).hash(password)
 

@@ -124,23 +124,36 @@ def test_users_file_is_one_passwd_line_per_mailbox_in_the_installed_dovecots_syn
     assert all(len(line.split(":")) == 8 + (0 if v24 else 1) for line in lines)  # user:pw:uid:gid:gecos:home:shell:extra
 
 
-# Computed with glibc's crypt(3) (Python 3.11's `crypt` module) before it was replaced: hashes made for users'
-# mailboxes before the switch stay byte for byte the same, so the users file does not change on upgrade.
+# Computed with glibc's crypt(3) (Python 3.11's `crypt` module, the salt as `sha512_crypt` derives it): what
+# libpass computes is what Dovecot, through crypt(3), verifies.
 GLIBC_HASHES = [
-    ("s3cret bob", "bob@example.org", "$6$rounds=100000$BRCrtyYjddhwPR3y$.2wvyEhYsMr7TSGIxU23o9gbRyKTifInSsBgFFpOiba59"
-                                      "AuCcaIqEZmz3XFte162yJ4nROrSKuIal00XhY/bJ."),
-    ("pässwörd ✓", "ünï@example.org", "$6$rounds=100000$eQl47Lyw7tLYtuSX$UVIC4jhgvL5Xgpyl1rywrHnzei/4pDIWUbkMThWlqnU78"
-                                      "kKbOqikv0LHdwEVAU4Qm47q5bpnnE3GOificoded/"),
+    ("s3cret bob", "bob@example.org", "$6$rounds=100000$aVAC8D.5.QddksIH$M8wyQXfXQDUhsJP6uG6AlZa4rx2YJ5Ehpn4pcZOTQ"
+                                      "zrpPnx0qfmZuhwRiAxDSfUxDiEm5Hqo3FrjiXbfVJ1FJ0"),
+    ("pässwörd ✓", "ünï@example.org", "$6$rounds=100000$mOSTWqYDtvx3ZDUY$idw3El8pPl5vzPiIoaby59f8PBeM0w26jsUOTxYlg"
+                                      "68oghGWWZ7jPaY3.wBseGoUXkmymv9/BG6RUi3cKY.bR."),
 ]
 
 
 @pytest.mark.parametrize("password, address, expected", GLIBC_HASHES)
-def test_hashes_are_byte_for_byte_what_glibc_crypt_made(password, address, expected):
+def test_hashes_are_byte_for_byte_what_glibc_crypt_makes(password, address, expected):
     assert sha512_crypt(password, address) == "{SHA512-CRYPT}" + expected
 
 
 def test_same_password_different_mailboxes_different_salts():
     assert sha512_crypt("pw", "a@example.org") != sha512_crypt("pw", "b@example.org")
+
+
+def _salt(hashed: str) -> str:
+    return hashed.split("$")[3]
+
+
+def test_the_salt_tells_nothing_of_the_password():
+    """The salt is stored in the clear: were it made from the password, a guess could be tested against it
+    with one fast hash instead of SHA512-CRYPT's 100,000 rounds."""
+    one, other = sha512_crypt("correct horse", "a@example.org"), sha512_crypt("battery staple", "a@example.org")
+    assert one != other
+    assert _salt(one) == _salt(other)
+    assert reference.verify("correct horse", one.removeprefix("{SHA512-CRYPT}"))
 
 
 def test_given_hash_is_used_verbatim(spec, tmp_path):
