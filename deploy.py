@@ -18,7 +18,8 @@ from pathlib import Path
 from pyinfra import host
 
 from mailhost.spec import load_spec
-from roles import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, postsrsd, resolver, rspamd
+from roles import (base, certbot, dkim, dovecot, fail2ban, firewall, mta_sts_resolver, nginx, postfix, postsrsd,
+                   resolver, rspamd)
 from stages import dns, verify
 from roles._connection import send_without_delay
 from roles._release import require_supported
@@ -41,6 +42,7 @@ certbot.mark_published(spec, published)  # when the standby key's TLSA went out:
 dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
 dovecot.apply(spec)
 postsrsd.apply(spec)  # before Postfix asks it to rewrite forwarded mail's senders
+mta_sts_resolver.apply(spec)  # the policy map Postfix asks before sending
 postfix.apply(spec)
 dkim.retire_opendkim()  # (hosts set up when OpenDKIM signed) now that Postfix no longer uses it
 nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)

@@ -42,6 +42,11 @@ def rspamd_answers(controller: bool, seconds: int = 600) -> str:
     return (f"timeout {int(seconds)} sh -c 'until " + " && ".join(f"ss -Hltn | grep -q \"{p} \"" for p in ports)
             + "; do sleep 0.2; done'")
 
+# Receivers' MTA-STS policies (roles/mta_sts_resolver): Postfix asks a socket systemd holds on MTA_STS_PORT; the
+# first question starts postfix-mta-sts-resolver on MTA_STS_RESOLVER_PORT, and a proxy between the two.
+MTA_STS_PORT, MTA_STS_RESOLVER_PORT = 8461, 8462
+MTA_STS_POLICY_MAP = f"socketmap:inet:127.0.0.1:{MTA_STS_PORT}:postfix"
+
 # postsrsd's two Postfix tcp tables (roles/postsrsd): an outside sender -> its SRS address, and back.
 SRS_FORWARD_PORT, SRS_REVERSE_PORT = 10001, 10002
 SRS_FORWARD_TABLE, SRS_REVERSE_TABLE = (f"tcp:127.0.0.1:{port}" for port in (SRS_FORWARD_PORT, SRS_REVERSE_PORT))

@@ -6,8 +6,9 @@ from mailhost.spec import Spec
 
 
 def _roles() -> tuple:
-    from . import base, certbot, dkim, dovecot, fail2ban, firewall, nginx, postfix, postsrsd, resolver, rspamd
-    return base, resolver, firewall, certbot, dkim, rspamd, postsrsd, postfix, dovecot, fail2ban, nginx
+    from . import (base, certbot, dkim, dovecot, fail2ban, firewall, mta_sts_resolver, nginx, postfix, postsrsd,
+                   resolver, rspamd)
+    return base, resolver, firewall, certbot, dkim, rspamd, postsrsd, mta_sts_resolver, postfix, dovecot, fail2ban, nginx
 
 
 def all_packages(spec: Spec) -> list[str]:

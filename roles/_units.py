@@ -14,7 +14,8 @@ from roles._facts import read_once
 # Every unit a role manages (a name not here is a programming error).
 UNITS = ("certbot.timer", "dovecot.service", "fail2ban.service", "nftables.service", "nginx.service",
          "postfix.service", "postsrsd.service", "redis-server.service", "rspamd.service",
-         "systemd-timesyncd.service", "unbound.service", "postfix-mta-sts-resolver.service")
+         "systemd-timesyncd.service", "unbound.service", "postfix-mta-sts-resolver.service",
+         "mailhost-mta-sts.socket")
 RUNNING = {"active", "reloading"}  # ActiveState: a waiting timer and an exited oneshot (nftables) are active
 ENABLED = {"enabled", "static"}  # UnitFileState
 

@@ -136,7 +136,8 @@ class Features(Model):
         "cached) before `off` removes it (RFC 8461 8.3).", "enforce")
     mta_sts_outbound: bool = doc(
         "Honour receivers' MTA-STS policies when sending (Debian's postfix-mta-sts-resolver: a domain with an "
-        "enforced policy gets mail only over TLS to a matching, valid certificate; about 30 MB of memory)", True)
+        "enforced policy gets mail only over TLS to a matching, valid certificate; it runs only while Postfix asks, "
+        "started by its socket, ending a minute after the last question)", True)
     autoconfig: bool = doc(
         "Mail client autoconfiguration: SRV records (RFC 6186, RFC 8314) and autoconfig.<domain> over HTTPS", True)
 

@@ -20,12 +20,7 @@ from roles.certbot import live_dir
 
 def packages(spec: Spec) -> list[str]:
     """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
-    return ["postfix"] + (["postfix-mta-sts-resolver"] if spec.features.mta_sts_outbound else [])
-
-
-# Receivers' MTA-STS policies, fetched, cached and handed to Postfix as a policy map (Debian's configuration:
-# 127.0.0.1:8461, an SQLite cache).
-MTA_STS_RESOLVER = "postfix-mta-sts-resolver"
+    return ["postfix"]
 
 
 # Debian's postinst otherwise writes a main.cf of its own, setting each value with its own `postconf -e`
@@ -80,8 +75,6 @@ def apply(spec: Spec) -> None:
         files.put(name=f"{ALIASES} (Debian's default)", src=StringIO(DEFAULT_ALIASES), dest=ALIASES, mode="644")
     if ALIASES in tables:
         changed.append(server.shell(name=f"newaliases ({ALIASES})", commands=["newaliases"]))
-    if spec.features.mta_sts_outbound:  # before Postfix asks it
-        unit(name="MTA-STS resolver is running", service=f"{MTA_STS_RESOLVER}.service", running=True, enabled=True)
     server.shell(name="Postfix installation is consistent", commands=["postfix check"], _if=any_changed(*changed))
     unit(name="Postfix reloads its config", service="postfix.service", reloaded=True,
          _if=any_changed(*changed))  # only if running; a stopped Postfix starts below

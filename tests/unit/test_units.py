@@ -46,4 +46,4 @@ def test_the_command_names_every_unit_as_one_word():
     command = UnitStates().command(UNITS).get_raw_value()
     assert command.startswith("systemctl show --property=Id,ActiveState,UnitFileState ")
     assert command.split()[3:] == list(UNITS)
-    assert all(u.endswith((".service", ".timer")) for u in UNITS)
+    assert all(u.endswith((".service", ".timer", ".socket")) for u in UNITS)
