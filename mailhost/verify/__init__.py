@@ -176,7 +176,8 @@ def run_checks(target: Target) -> Iterable[Result]:
                  lambda: host_checks.check_fail2ban(shell, spec), lambda: host_checks.check_key_files(shell, spec),
                  lambda: host_checks.check_open_ports(shell, spec, addresses[0]),
                  lambda: host_checks.check_dkim_rotation(spec, host_dkim), lambda: host_checks.check_srs(shell, spec),
-                 lambda: host_checks.check_spam_learning(shell, spec)]
+                 lambda: host_checks.check_spam_learning(shell, spec),
+                 lambda: host_checks.check_mta_sts_resolver(shell, spec)]
     yield from run_jobs(jobs)
 
 

@@ -19,7 +19,8 @@ from pyinfra.operations.util import any_changed
 
 from mailhost.spec import Spec
 from roles._config import config_file
-from roles._units import unit
+from roles._facts import read_once
+from roles._units import UNITS, UnitStates, unit
 
 PACKAGE = "postfix-mta-sts-resolver"
 RESOLVER = f"{PACKAGE}.service"  # Debian's unit, started by the proxy's dependency only
@@ -52,4 +53,9 @@ def apply(spec: Spec) -> None:
     unit(name="MTA-STS resolver is not started at boot (Postfix's questions start it)", service=RESOLVER,
          running=None, enabled=False)
     unit(name="Postfix's MTA-STS socket listens anew", service=SOCKET, restarted=True, _if=units[0].did_change)
+    if not read_once(UnitStates, units=UNITS).get(SOCKET, (False, False))[0]:
+        # A socket whose resolver would not start gives up for good ("trigger limit hit"), and systemd refuses the
+        # resolver for a while ("start request repeated too quickly"): both may start again.
+        server.shell(name="MTA-STS socket and resolver may start again",
+                     commands=[f"systemctl reset-failed {RESOLVER} {PROXY} {SOCKET} 2>/dev/null || true"])
     unit(name="Postfix's MTA-STS socket listens", service=SOCKET, running=True, enabled=True)

@@ -341,6 +341,10 @@ HOST_FAULTS = {
     "DKIM key file mode": ("chmod 644 /etc/mailhost/dkim/*/*", {"host.keys"}, set()),
     # Forwarded mail would leave without the seal its receiver needs once SRS has changed the sender (a reload
     # keeps rspamd answering: the probe through submission is still signed).
+    # The MTA-STS resolver starts only when Postfix asks, so a resolver that cannot start shows only when asked
+    # (and then its socket gives up: Postfix would hold every outbound message).
+    "MTA-STS resolver cannot start": ("systemctl stop postfix-mta-sts-resolver && echo 'port: [' > "
+                                      "/etc/mta-sts-daemon.yml", {"host.mta-sts-resolver"}, {"host.services"}),
     "ARC sealing off": ("rm /etc/rspamd/local.d/arc.conf && systemctl reload rspamd && sleep 5", {"mail.arc"}, set()),
 }
 

@@ -427,3 +427,36 @@ def test_check_mta_sts_over_https_end_to_end(pki, https_server, monkeypatch):
     assert opened == [(ADDRESS, 443, (Mode.HTTPS_TLS, f"mta-sts.{DOMAIN}"))]
     [request] = server.requests
     assert f"Host: mta-sts.{DOMAIN}\r\n".encode() in request
+
+
+# What `postmap -q example.org socketmap:...` said on lab hosts (Debian 13 and 12), and its exit status.
+REFUSED = ("postmap: warning: connect to 127.0.0.1:8461: Connection refused\n"
+           "postmap: warning: table socketmap:inet:127.0.0.1:8461:postfix lookup error: Connection refused\n"
+           "postmap: fatal: table socketmap:inet:127.0.0.1:8461:postfix: query error: Connection refused\n")
+
+
+@pytest.mark.parametrize("said, status, expected", [
+    ("secure match=mail.example.org servername=hostname\n", 0, "example.org -> 'secure match=mail.example.org"),
+    ("", 1, "example.org has no policy"),
+    (REFUSED, 1, "does not answer ('fatal: table socketmap:inet:127.0.0.1:8461:postfix: query error: Connection "
+                 "refused')"),
+    ("", 124, "does not answer (no answer within 30 s)"),
+])
+def test_verify_asks_the_policy_map_as_postfix_does(said, status, expected):
+    """The resolver starts when asked, so a map that cannot answer shows only when asked: every outbound
+    message would wait."""
+    from mailhost import hostinfo
+    from mailhost.verify.checks.host import check_mta_sts_resolver
+    asked = []
+
+    def run(command: str) -> str:
+        asked.append(command)
+        return f"{said}status={status}\n"
+
+    (result,) = check_mta_sts_resolver(run, SPEC)
+    assert expected in result.message
+    assert result.status is (Status.OK if status in (0, 1) and not said.startswith("postmap") else Status.ERROR)
+    assert f"postmap -q example.org {hostinfo.MTA_STS_POLICY_MAP}" in asked[0]
+    off = parse_spec({"hostname": HOST, "domains": [{"name": DOMAIN}], "features": {"mta_sts_outbound": False},
+                      "mailboxes": [{"address": f"alice@{DOMAIN}", "password_hash": HASH}]})
+    assert list(check_mta_sts_resolver(run, off)) == []

@@ -180,6 +180,30 @@ def check_srs(run: Run, spec: Spec) -> Iterable[Result]:
                     "check `systemctl status postsrsd` and /etc/default/postsrsd; run the deploy again")
 
 
+def check_mta_sts_resolver(run: Run, spec: Spec, seconds: int = 30) -> Iterable[Result]:
+    """Postfix's MTA-STS policy map answers as Postfix asks it before each delivery (its resolver starts on the
+    question): a map that does not answer holds every outbound message in the queue."""
+    if not spec.features.mta_sts_outbound:
+        return
+    domain = spec.domains[0].name
+    out = run(f"timeout {seconds} postmap -q {shlex.quote(domain)} {hostinfo.MTA_STS_POLICY_MAP} 2>&1; "
+              "echo status=$?").strip().splitlines()
+    status = out[-1].removeprefix("status=") if out else "?"
+    answer = [line for line in out[:-1] if not line.startswith("postmap:")]
+    problems = [line.removeprefix("postmap: ") for line in out[:-1] if line.startswith("postmap:")]
+    where = f"{spec.hostname} (postfix-mta-sts-resolver)"
+    if status in ("0", "1") and not problems:
+        yield ok("host.mta-sts-resolver", where, f"Postfix's policy map answers: {domain} "
+                 + (f"-> {shown(answer[0], 80)}" if status == "0" and answer else "has no policy"))
+    else:
+        said = f"no answer within {seconds} s" if status == "124" else shown(problems[-1] if problems else
+                                                                             " ".join(out), 160)
+        yield error("host.mta-sts-resolver", where, f"Postfix's policy map does not answer ({said}): outbound "
+                    "mail waits in the queue",
+                    "`systemctl status mailhost-mta-sts.socket postfix-mta-sts-resolver` on the host; run the "
+                    "deploy again")
+
+
 def check_spam_learning(run: Run, spec: Spec) -> Iterable[Result]:
     """What a move into or out of Junk needs on the host: the compiled IMAPSieve scripts and rspamd's controller
     answering `rspamc` on loopback (the end-to-end tests train it through IMAP)."""
