@@ -5,6 +5,7 @@ errors) and publishes its JSON Schema; `load` words its errors for people."""
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal, Union
@@ -342,7 +343,7 @@ class Spec(Model):
     def dns_owner(self) -> str:
         return self.dns.owner or re.sub(r"[^a-z0-9-]", "-", self.hostname)[:63].strip("-")
 
-    @property
+    @cached_property  # asked for every record's zone: computed once (the spec is frozen)
     def dns_zones(self) -> list[str]:
         """The spec's zones, else the mail domains but those under another one (lists.example.org beside
         example.org is a name in example.org's zone, as it is at most providers)."""
