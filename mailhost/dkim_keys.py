@@ -41,12 +41,12 @@ def marker(key: KeyId, kind: str) -> str:
 # One command for the whole state: the keys on the host, those the live rspamd config signs with, the notes.
 HOST_DKIM_COMMAND = (
     f"for k in {hostinfo.DKIM_KEY_DIR}/*/*.rsa {hostinfo.DKIM_KEY_DIR}/*/*.ed25519; do [ -f \"$k\" ] || continue; "
-    "d=$(basename $(dirname $k)); f=$(basename $k); echo \"key $d ${f%.*} ${f##*.}\"; done; "
+    "d=${k%/*}; d=${d##*/}; f=${k##*/}; echo \"key $d ${f%.*} ${f##*.}\"; done; "
     f"sed -n 's|.*path = \"{hostinfo.DKIM_KEY_DIR}/\\([^/\"]*\\)/\\([^/\"]*\\)\\.\\([a-z0-9]*\\)\".*|signing \\1 \\2 \\3|p' "
     f"{SIGNING_CONF} 2>/dev/null; "
     f"for n in {STATE_DIR}/*/*.published {STATE_DIR}/*/*.retired; do [ -f \"$n\" ] || continue; "
-    "d=$(basename $(dirname $n)); f=$(basename $n); k=${f%.*}; "
-    "echo \"${f##*.} $d ${k%.*} ${k##*.} $(cat $n)\"; done; true")
+    "d=${n%/*}; d=${d##*/}; f=${n##*/}; k=${f%.*}; read -r at < \"$n\"; "
+    "echo \"${f##*.} $d ${k%.*} ${k##*.} $at\"; done; true")
 
 
 @dataclass(frozen=True)

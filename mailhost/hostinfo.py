@@ -15,7 +15,7 @@ def dkim_key_path(domain: str, selector: str, algorithm: str) -> str:
 # 32-byte public key (what rspamd loads); DKIM publishes the raw public key (RFC 8463 4.2).
 DKIM_PUBLIC_KEYS = (
     f"for k in {DKIM_KEY_DIR}/*/*.rsa {DKIM_KEY_DIR}/*/*.ed25519; do [ -f \"$k\" ] || continue; "
-    "d=$(basename $(dirname $k)); f=$(basename $k); printf '%s %s %s ' $d ${f%.*} ${f##*.}; "
+    "d=${k%/*}; d=${d##*/}; f=${k##*/}; printf '%s %s %s ' $d ${f%.*} ${f##*.}; "
     "case $k in *.rsa) openssl pkey -in $k -pubout -outform DER;; *) base64 -d $k | tail -c 32;; esac "
     "| base64 -w0; echo; done")
 
