@@ -23,6 +23,7 @@ from pyinfra.operations import files, server
 from mailhost import hostinfo, rollover, web
 from mailhost.spec import Spec
 from roles._config import config_file
+from roles._facts import read_once
 from roles._units import unit
 
 
@@ -152,7 +153,7 @@ def host_tls(spec: Spec) -> tuple[rollover.HostTls, dict[str, str], rollover.Dec
     """The host's key state and keys as the run found them, and whether this run switches keys: read and decided
     once per host (`ready` and `mark_published` both ask)."""
     if host.name not in _tls:
-        state, keys = host.get_fact(HostTlsState), host.get_fact(TlsPublicKeys) or {}
+        state, keys = host.get_fact(HostTlsState), read_once(TlsPublicKeys) or {}
         decision = rollover.decide(spec, state, keys, time.time(),
                                    lambda value: rollover.served_by_all_nameservers(spec, value))
         _tls[host.name] = (state, keys, decision)

@@ -73,7 +73,7 @@ def key_plan(spec: Spec) -> tuple[dkim_keys.KeyPlan, list[dkim_keys.KeyId]]:
     once per host (the rspamd role and the deploy ask again). Without a DNS provider the records are published
     by hand, so a key counts as published from the first run that finds every nameserver serving it."""
     if host.name not in _plans:
-        state, public = read_once(DkimState), host.get_fact(DkimPublicKeys) or {}
+        state, public = read_once(DkimState), read_once(DkimPublicKeys) or {}
 
         def served(key: dkim_keys.KeyId) -> bool | None:
             domain, selector, algorithm = key
