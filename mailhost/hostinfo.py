@@ -46,6 +46,7 @@ def rspamd_answers(controller: bool, seconds: int = 600) -> str:
 # first question starts postfix-mta-sts-resolver on MTA_STS_RESOLVER_PORT, and a proxy between the two.
 MTA_STS_PORT, MTA_STS_RESOLVER_PORT = 8461, 8462
 MTA_STS_POLICY_MAP = f"socketmap:inet:127.0.0.1:{MTA_STS_PORT}:postfix"
+MTA_STS_SOCKET = "mailhost-mta-sts.socket"  # the unit the role writes and verify finds active
 
 # postsrsd's two Postfix tcp tables (roles/postsrsd): an outside sender -> its SRS address, and back.
 SRS_FORWARD_PORT, SRS_REVERSE_PORT = 10001, 10002

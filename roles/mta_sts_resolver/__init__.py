@@ -17,6 +17,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from mailhost import hostinfo
 from mailhost.spec import Spec
 from roles._config import config_file
 from roles._facts import read_once
@@ -24,7 +25,7 @@ from roles._units import UNITS, UnitStates, unit
 
 PACKAGE = "postfix-mta-sts-resolver"
 RESOLVER = f"{PACKAGE}.service"  # Debian's unit, started by the proxy's dependency only
-SOCKET, PROXY = "mailhost-mta-sts.socket", "mailhost-mta-sts.service"
+SOCKET, PROXY = hostinfo.MTA_STS_SOCKET, "mailhost-mta-sts.service"
 UNIT_FILES = [f"/etc/systemd/system/{SOCKET}", f"/etc/systemd/system/{PROXY}",
               f"/etc/systemd/system/{RESOLVER}.d/mailhost.conf"]
 

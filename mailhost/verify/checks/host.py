@@ -26,7 +26,7 @@ SERVICES = ["postfix", "dovecot", "rspamd", "redis-server", "fail2ban", "nftable
 def check_services(run: Run, spec: Spec) -> Iterable[Result]:
     hostname = spec.hostname
     services = SERVICES + (["unbound"] if spec.resolver.enabled else []) + (["nginx"] if spec.features.web else []) \
-        + (["mailhost-mta-sts.socket"] if spec.features.mta_sts_outbound else []) \
+        + ([hostinfo.MTA_STS_SOCKET] if spec.features.mta_sts_outbound else []) \
         + (["postsrsd"] if spec.srs_domain else [])
     states = dict(zip(services, run("systemctl is-active " + " ".join(services) + " || true").split()))
     down = [s for s in services if states.get(s) != "active"]
