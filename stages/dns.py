@@ -102,7 +102,7 @@ def publish(spec: Spec) -> bool:
     except DnsError as exc:
         raise SystemExit(f"DNS: {exc}") from None
     records(name="DNS records are published", spec=spec, force=force,
-            write=any(s.plan.changes for s in states))
+            write=sync.writes(states))
     return any(s.plan.pending for s in states)
 
 

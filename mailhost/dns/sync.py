@@ -72,8 +72,9 @@ class DnsSync:
     def plan(self, facts: HostFacts) -> list[ZoneState]:
         """Read every zone and diff it (no writes). Missing zones fail here, before anything changes."""
         wanted = self.desired_by_zone(facts)
-        zones = dict(zip(wanted, self.each_zone(self.provider.zone, wanted)))
-        existing = dict(zip(zones, self.each_zone(self.provider.records, zones.values())))
+        zones = self.provider.zones(list(wanted)) or dict(zip(wanted, self.each_zone(self.provider.zone, wanted)))
+        existing = dict(zip(zones, self.each_zone(
+            lambda name: self.provider.records(zones[name], [d.key for d in wanted[name]]), zones)))
         self._known = {d.key for sets in wanted.values() for d in sets if d.rdatas is not None} | \
             {(r.name, r.rdtype) for records in existing.values() for r in records}
         return [ZoneState(zones[name], desired, self._diff(zones[name], desired, existing[name], self._known))
@@ -90,6 +91,10 @@ class DnsSync:
         if problems:
             raise DnsError("DNS plan refused, nothing written:\n  " + "\n  ".join(problems))
 
+    def writes(self, states: list[ZoneState]) -> bool:
+        """Will `apply` write anything: a change, or the provider's own upkeep (Route53's names index)?"""
+        return any(state.plan.changes or self.provider.upkeep(state.zone) for state in states)
+
     def apply(self, states: list[ZoneState], force: bool = False) -> list[ZoneState]:
         """Write the planned changes; returns the final state of each zone (re-planned after uncertain writes).
         Pending sets (values the host has not told yet) are left for a later run."""
@@ -98,7 +103,7 @@ class DnsSync:
 
     def _apply_zone(self, state: ZoneState, force: bool) -> ZoneState:
         for attempt in range(WRITE_ATTEMPTS):
-            if not state.plan.changes:
+            if not state.plan.changes and not self.provider.upkeep(state.zone):
                 break
             try:
                 self.provider.apply(state.zone, state.plan.changes)
@@ -107,7 +112,8 @@ class DnsSync:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise DnsError(f"zone {state.zone.name}: writes keep failing ({exc}); the zone is as "
                                    f"the next plan shows") from None
-                plan = self._diff(state.zone, state.desired, self.provider.records(state.zone), self._known)
+                existing = self.provider.records(state.zone, [d.key for d in state.desired])
+                plan = self._diff(state.zone, state.desired, existing, self._known)
                 state = ZoneState(state.zone, state.desired, plan)
                 self.check([state], force)
         return state

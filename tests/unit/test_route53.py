@@ -22,7 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mailhost.dns.plan import Change
 from mailhost.dns.providers import ConcurrentChange, DnsError, WriteUncertain, ZoneNotFound, make_provider
+from mailhost.dns.providers import route53_names
 from mailhost.dns.providers.route53 import Route53Provider, _name, batches
+from mailhost.dns.providers.route53_names import covers, in_order
 from mailhost.dns.records import HostFacts, RecordSet, rdata, txt
 from mailhost.dns.signing import ds_of_keys, normal_ds
 from mailhost.dns.sync import DnsSync
@@ -73,12 +75,13 @@ def zone_id(aws) -> str:
     return aws.create_zone("example.org")
 
 
-def make_spec(aws: MotoRoute53, domains=("example.org",), **dns):
+def make_spec(aws: MotoRoute53, domains=("example.org",), dkim: dict | None = None, **dns):
     return parse_spec({
         "hostname": "mail.example.org",
         "domains": [{"name": d} for d in domains],
         "mailboxes": [{"address": "alice@example.org", "password_hash": HASH}],
         "dns": {"provider": {"kind": "route53", "endpoint": aws.url}, **dns},
+        **({"dkim": dkim} if dkim else {}),
     })
 
 
@@ -88,6 +91,12 @@ def facts(key: str) -> HostFacts:
     return HostFacts(addresses=ADDRESSES, dkim_keys={(d, s, a): key for d in ("example.org", "example.net")
                                                      for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))},
                      tls_keys={"mail.example.org": key, "mail.example.org-b": key})
+
+
+def facts_with(key: str, selector: str) -> HostFacts:
+    """`facts`, and an RSA key of `selector` on the host for example.org."""
+    base = facts(key)
+    return HostFacts(base.addresses, {**base.dkim_keys, ("example.org", selector, "rsa"): key}, base.tls_keys)
 
 
 def run(spec, host_facts: HostFacts):
@@ -182,14 +191,111 @@ def test_every_page_is_read_and_350_foreign_sets_survive(aws, zone_id, dkim):
     foreign = [(f"_a{i:03}.example.org", "TXT", 300, [f'"foreign {i}"']) for i in range(350)]
     seed(aws, zone_id, *foreign)
     provider, _ = run(make_spec(aws), facts(dkim))
-    assert provider.requests.reads == 4  # the zone, two pages, GetChange
+    # The zone; around our names (two pages: no index yet); the whole zone (two pages); GetChange.
+    assert provider.requests.reads == 6
     zone = rrsets(aws, zone_id)
     assert all(zone[name, rdtype] == values for name, rdtype, _, values in foreign)
     assert zone["example.org", "MX"] == ["10 mail.example.org."]
+    assert ("_mailhost.example.org", "TXT") in zone  # the index of our names, written with the records
 
     again, states = run(make_spec(aws), facts(dkim))
-    assert states[0].plan.changes == [] and states[0].plan.existing_count == 350 + 4 + 1 + 19  # NS, SOA, ours
+    # The zone, the page from the apex (the apex and the first foreign names), the page from our first
+    # underscore name on (_dmarc...: ours, the host's names); the foreign sets between them were not read.
+    assert states[0].plan.changes == [] and states[0].plan.existing_count < 350 + 4 + 1 + 19  # NS, SOA, ours
     assert (again.requests.reads, again.requests.writes) == (3, 0)
+
+
+def crowd(aws: MotoRoute53, zone_id: str, count: int = 1000) -> None:
+    """Others' A records h0...h<count> in the zone: between our underscore names and `mail` in Route53's order."""
+    for start in range(0, count, 500):
+        seed(aws, zone_id, *[(f"h{i}.example.org", "A", 300, [f"198.51.100.{i % 250 + 1}"])
+                             for i in range(start, min(count, start + 500))])
+
+
+def test_a_no_op_in_a_crowded_zone_reads_only_around_our_names(aws, zone_id, dkim):
+    crowd(aws, zone_id)
+    run(make_spec(aws), facts(dkim))
+    aws.seen.clear()
+    again, states = run(make_spec(aws), facts(dkim))
+    assert states[0].plan.changes == [] and not states[0].plan.conflicts
+    # The zone; a page from the apex (our underscore names, then h0...); one from `mail` (the host's names).
+    assert (again.requests.reads, again.requests.writes) == (3, 0)
+    assert states[0].plan.existing_count < 1000  # the thousand records in between were not read
+
+
+def test_our_records_at_names_no_longer_wanted_are_found_through_the_index_and_deleted(aws, zone_id, dkim):
+    crowd(aws, zone_id)
+    run(make_spec(aws, dkim={"selectors": ["mail", "zz"]}), facts_with(dkim, "zz"))
+    assert ("zz._domainkey.example.org", "TXT") in rrsets(aws, zone_id)
+    # The selector leaves the spec and the host: nothing wanted is near it, only the index names it.
+    again, states = run(make_spec(aws), facts(dkim))
+    assert [(c.action, c.name) for c in states[0].plan.changes] == [("delete", "zz._domainkey.example.org")]
+    zone = rrsets(aws, zone_id)
+    assert ("zz._domainkey.example.org", "TXT") not in zone and ("_mailhost.txt.zz._domainkey.example.org", "TXT") \
+        not in zone
+    assert "TXT:zz._domainkey" not in " ".join(zone["_mailhost.example.org", "TXT"])  # the index forgot it
+    third, states = run(make_spec(aws), facts(dkim))
+    assert states[0].plan.changes == [] and (third.requests.reads, third.requests.writes) == (3, 0)
+
+
+def test_a_zone_set_up_before_the_index_gets_one_and_is_read_by_name_after(aws, zone_id, dkim, monkeypatch):
+    crowd(aws, zone_id)
+    with monkeypatch.context() as before_the_index:  # as mailhost wrote zones before it kept the index
+        before_the_index.setattr(Route53Provider, "_index_changes", lambda self, zone, changes: [])
+        run(make_spec(aws), facts(dkim))
+    assert ("_mailhost.example.org", "TXT") not in rrsets(aws, zone_id)
+    upgraded, states = run(make_spec(aws), facts(dkim))
+    assert states[0].plan.changes == [] and upgraded.requests.writes == 1  # the index alone
+    assert "A:mail" in " ".join(rrsets(aws, zone_id)["_mailhost.example.org", "TXT"])
+    after, _ = run(make_spec(aws), facts(dkim))
+    assert (after.requests.reads, after.requests.writes) == (3, 0)
+
+
+def test_another_owners_index_value_is_kept_beside_ours(aws, zone_id, dkim):
+    theirs = '"mailhost-names; owner=other-host; A:other"'
+    seed(aws, zone_id, ("_mailhost.example.org", "TXT", 3600, [theirs]))
+    run(make_spec(aws), facts(dkim))
+    values = rrsets(aws, zone_id)["_mailhost.example.org", "TXT"]
+    assert theirs in values and any(f"owner={OWNER};" in v for v in values)
+    run(make_spec(aws, dkim={"selectors": ["mail", "zz"]}), facts_with(dkim, "zz"))  # ours changes
+    assert theirs in rrsets(aws, zone_id)["_mailhost.example.org", "TXT"]
+
+
+def test_a_range_counts_as_read_only_where_both_name_orders_agree():
+    assert covers("example.org", None, "mail.example.org")
+    assert covers("example.org", "h5.example.org", "_dmarc.example.org")
+    assert not covers("example.org", "h5.example.org", "mail.example.org")
+    # AWS (trailing dot) puts mail-old before mail, moto after: a page ending at mail-old covers neither
+    assert not covers("example.org", "mail-old.example.org", "mail.example.org")
+    assert not covers("mail.example.org", "mta-sts.example.org", "mail-old.example.org")
+    assert in_order(["mail.example.org", "mail-old.example.org", "_dmarc.example.org", "example.org"]) == [
+        "example.org", "_dmarc.example.org", "mail-old.example.org", "mail.example.org"]
+
+
+def test_many_zones_are_found_with_one_listing_of_the_accounts_zones(aws, dkim):
+    names = ["example.org"] + [f"d{i}.example" for i in range(4)]
+    for name in names:
+        aws.create_zone(name)
+    spec = make_spec(aws, domains=names)
+    run(spec, facts(dkim))
+    again, states = run(spec, facts(dkim))
+    assert all(s.plan.changes == [] for s in states)
+    assert (again.requests.reads, again.requests.writes) == (2 + 5, 0)  # the count, the zones, a page each
+    aws.create_zone("private.example", private=True)
+    with pytest.raises(DnsError, match="zone d9.example: no public Route53 hosted zone"):
+        run(make_spec(aws, domains=names + ["d9.example"]), facts(dkim))
+
+
+def test_the_index_lists_names_relative_to_the_zone_and_reads_back():
+    keys = {("example.org", "MX"), ("mail.example.org", "A"), ("zz._domainkey.example.org", "TXT")}
+    values = route53_names.index_values("example.org", OWNER, keys)
+    assert values == [f"mailhost-names; owner={OWNER}; MX:@ TXT:zz._domainkey A:mail"]
+    assert route53_names.parse_index("example.org", OWNER, values) == keys
+    assert route53_names.parse_index("example.org", "other", values) is None
+    many = {(f"host{i:04}.example.org", "A") for i in range(400)}
+    long = route53_names.index_values("example.org", OWNER, many)
+    assert len(long) > 1 and all(len(v) <= route53_names.INDEX_VALUE_CHARS for v in long)
+    assert route53_names.parse_index("example.org", OWNER, long) == many
 
 
 def test_a_foreign_value_sharing_the_apex_txt_set_is_kept_and_only_ours_removed(aws, dkim):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -102,9 +102,20 @@ class Provider(ABC):
     def zone(self, name: str) -> Zone:
         """Find the zone named `name`; ZoneNotFound if the provider does not have it."""
 
+    def zones(self, names: Sequence[str]) -> dict[str, Zone] | None:
+        """Find all of `names` at once where the API lists zones for fewer requests than finding each
+        (ZoneNotFound as `zone`); None: find them one by one."""
+        return None
+
     @abstractmethod
-    def records(self, zone: Zone) -> list[Record]:
-        """Every record of the zone with its owner, except DNSSEC records and ownership markers."""
+    def records(self, zone: Zone, wanted: Collection[tuple[str, str]] | None = None) -> list[Record]:
+        """The zone's records with their owners, except DNSSEC records and ownership markers: every one, or
+        with `wanted` (name, type) at least those at the wanted names and every one this owner owns (a
+        provider whose API reads by name reads only those)."""
+
+    def upkeep(self, zone: Zone) -> bool:
+        """Does the zone, as last read, need a write of the provider's own when the plan has no changes?"""
+        return False
 
     @abstractmethod
     def apply(self, zone: Zone, changes: Sequence[Change]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,7 +143,7 @@ class CloudflareProvider(Provider):
                            f"scoped to one of them")
         return Zone(name, found[0].id)
 
-    def records(self, zone: Zone) -> list[Record]:
+    def records(self, zone: Zone, wanted: Collection[tuple[str, str]] | None = None) -> list[Record]:
         records, page = [], 1
         with self._reading(f"zone {zone.name}"):
             while True:

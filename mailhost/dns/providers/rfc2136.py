@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import dns.exception
@@ -94,7 +94,7 @@ class Rfc2136Provider(Provider):
                                f"({dns.rcode.to_text(response.rcode())})")
         return Zone(name, name)
 
-    def records(self, zone: Zone) -> list[Record]:
+    def records(self, zone: Zone, wanted: Collection[tuple[str, str]] | None = None) -> list[Record]:
         self.requests.count(write=False)
         try:
             xfr = dns.query.xfr(self.address, zone.name + ".", port=self.port, keyring=self.keyring,

@@ -11,6 +11,9 @@ SetIdentifier) are listed as one `Unmanageable` record each, owned by nobody: no
 equals it, so where mailhost wants that name and type the plan shows a conflict naming it instead of
 overwriting it; and if one is adopted anyway, `apply` refuses before sending anything.
 
+A sync reads a zone only around the names it plans for and the names its index lists
+(`route53_names.py`): a few requests, however many records others keep in the zone.
+
 DNSSEC (`route53_dnssec.py`): a key-signing key backed by a KMS key in us-east-1.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +40,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mailhost.spec import DnsProvider
 
 from ..plan import Change, Record
-from ..records import rdata, show
+from ..records import rdata, show, txt, txt_value
 from .base import (ConcurrentChange, DnsError, Provider, WriteUncertain, Zone, ZoneNotFound, assign_owners,
                    marker_changes, marker_name)
 from .route53_dnssec import Route53Dnssec
+from .route53_names import covers, in_order, index_name, index_values, parse_index
 
 DNSSEC_REGION = "us-east-1"  # Route53 is global; its DNSSEC keys must live in KMS us-east-1
 PAGE_SIZE = "300"  # the most ListResourceRecordSets returns per page
+ZONES_PAGE = 100  # the most ListHostedZones returns per page
+INDEX_TTL = 3600  # the names index (`route53_names`) is read through the API only, never by resolvers
 MAX_BATCH_RECORDS = 1000  # ResourceRecord elements per ChangeResourceRecordSets (UPSERT counts twice)
 MAX_BATCH_CHARS = 32000  # characters of Value elements per request (UPSERT counts twice)
 THROTTLED = {"Throttling", "ThrottlingException", "PriorRequestNotComplete", "RequestLimitExceeded"}
@@ -53,6 +59,23 @@ _OCTAL = re.compile(r"\\([0-7]{3})")
 def _name(route53_name: str) -> str:
     """Route53's spelling of a name (trailing dot, `\\052` octal escapes) -> ours (lowercase, no dot)."""
     return _OCTAL.sub(lambda m: chr(int(m[1], 8)), route53_name).rstrip(".").lower()
+
+
+def _names(keys: Collection[tuple[str, str]]) -> set[str]:
+    """The names to read for (name, type) keys: theirs and their ownership markers'."""
+    return {name for name, _ in keys} | {marker_name(name, rdtype) for name, rdtype in keys}
+
+
+def _pick(name: str, hosted: list[dict[str, Any]]) -> Zone:
+    """The public hosted zone named `name` among those listed (ZoneNotFound; two of them are ambiguous)."""
+    ids = [z["Id"].rpartition("/")[2] for z in hosted
+           if _name(z["Name"]) == name and not z.get("Config", {}).get("PrivateZone")]
+    if len(ids) > 1:
+        raise DnsError(f"zone {name}: {len(ids)} public Route53 hosted zones have this name ({', '.join(ids)}); "
+                       f"ambiguous: delete the one the registrar does not delegate to")
+    if not ids:
+        raise ZoneNotFound(f"zone {name}: no public Route53 hosted zone of this name in this AWS account")
+    return Zone(name, ids[0])
 
 
 def _error(exc: ClientError) -> tuple[str, str, int]:
@@ -163,6 +186,8 @@ class Route53Provider(Route53Dnssec, Provider):
         self.kms = self._client(session, "kms")
         self.sts = self._client(session, "sts")
         self.domains = self._client(session, "route53domains")
+        # zone id -> (our names index as last listed, the (name, type) keys we own there): `apply` keeps the index
+        self._indexes: dict[str, tuple[dict[str, Any] | None, set[tuple[str, str]]]] = {}
 
     def _client(self, session: boto3.session.Session, service: str, retries: dict | None = None) -> Any:
         config = Config(retries=retries or {"mode": "standard", "max_attempts": 5},
@@ -194,35 +219,51 @@ class Route53Provider(Route53Dnssec, Provider):
     # -- zones and records ---------------------------------------------------------------------------
     def zone(self, name: str) -> Zone:
         listed = self._call(self.route53, "list_hosted_zones_by_name", DNSName=name, MaxItems="100")
-        public = [z for z in listed["HostedZones"]
-                  if _name(z["Name"]) == name and not z.get("Config", {}).get("PrivateZone")]
-        ids = [z["Id"].rpartition("/")[2] for z in public]
-        if len(ids) > 1:
-            raise DnsError(f"zone {name}: {len(ids)} public Route53 hosted zones have this name ({', '.join(ids)}); "
-                           f"ambiguous: delete the one the registrar does not delegate to")
-        if not ids:
-            raise ZoneNotFound(f"zone {name}: no public Route53 hosted zone of this name in this AWS account")
-        return Zone(name, ids[0])
+        return _pick(name, listed["HostedZones"])
+
+    def zones(self, names: Sequence[str]) -> dict[str, Zone] | None:
+        """Every hosted zone of the account, page by page (100 a request), when that takes fewer requests
+        than finding each of `names` (one request each)."""
+        if len(names) < 3:
+            return None
+        count = self._call(self.route53, "get_hosted_zone_count")["HostedZoneCount"]
+        if -(-count // ZONES_PAGE) + 1 >= len(names):
+            return None
+        hosted = list(self._listed("list_hosted_zones", "HostedZones", "listing hosted zones",
+                                   PaginationConfig={"PageSize": str(ZONES_PAGE)}))
+        return {name: _pick(name, hosted) for name in names}
 
     def _rrsets(self, zone: Zone) -> Iterator[dict[str, Any]]:
-        pages = self.route53.get_paginator("list_resource_record_sets").paginate(
-            HostedZoneId=zone.id, PaginationConfig={"PageSize": PAGE_SIZE})
         try:
-            for page in pages:
-                yield from page["ResourceRecordSets"]
+            yield from self._listed("list_resource_record_sets", "ResourceRecordSets",
+                                    f"zone {zone.name}: listing records", HostedZoneId=zone.id,
+                                    PaginationConfig={"PageSize": PAGE_SIZE})
+        except ZoneNotFound as exc:
+            raise ZoneNotFound(f"zone {zone.name}: hosted zone {zone.id} is gone ({exc})") from None
+
+    def _listed(self, operation: str, key: str, what: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated listing; ZoneNotFound (with Route53's message) when the zone is gone."""
+        try:
+            for page in self.route53.get_paginator(operation).paginate(**params):
+                yield from page[key]
         except ClientError as exc:
             code, message, _ = _error(exc)
             if code == "NoSuchHostedZone":
-                raise ZoneNotFound(f"zone {zone.name}: hosted zone {zone.id} is gone ({message})") from None
-            raise DnsError(f"zone {zone.name}: listing records: {code}: {message}") from None
+                raise ZoneNotFound(message) from None
+            raise DnsError(f"{what}: {code}: {message}") from None
         except BotoCoreError as exc:
-            raise DnsError(f"zone {zone.name}: listing records: {exc}") from None
+            raise DnsError(f"{what}: {exc}") from None
 
-    def records(self, zone: Zone) -> list[Record]:
-        rrsets = list(self._rrsets(zone))
-        by_key = {(_name(s["Name"]), s["Type"]): s for s in rrsets if "SetIdentifier" not in s}
+    def records(self, zone: Zone, wanted: Collection[tuple[str, str]] | None = None) -> list[Record]:
+        """With `wanted`, only the ranges of the zone around those names and around the names our index
+        lists (`route53_names`): a few requests whatever the zone's size. The whole zone without them,
+        or when the zone has no index of ours yet."""
+        rrsets = self._read(zone, wanted)
+        index = index_name(zone.name)
+        plain = [s for s in rrsets if (_name(s["Name"]), s["Type"]) != (index, "TXT")]
+        by_key = {(_name(s["Name"]), s["Type"]): s for s in plain if "SetIdentifier" not in s}
         raw = []
-        for rrset in rrsets:
+        for rrset in plain:
             name, rdtype = _name(rrset["Name"]), rrset["Type"]
             ref = Listed(rrset, by_key.get((marker_name(name, rdtype), "TXT")))
             if ref.unmanageable:
@@ -230,7 +271,52 @@ class Route53Provider(Route53Dnssec, Provider):
                 continue
             for value in rrset.get("ResourceRecords", []):
                 raw.append(Record(name, rdtype, rrset["TTL"], self._rdata(rdtype, value["Value"]), None, ref))
-        return assign_owners(raw)
+        records = assign_owners(raw)
+        listed_index = next((s for s in rrsets if (_name(s["Name"]), s["Type"]) == (index, "TXT")), None)
+        self._indexes[zone.id] = (listed_index, {(r.name, r.rdtype) for r in records if r.owner == self.owner})
+        return records
+
+    def _read(self, zone: Zone, wanted: Collection[tuple[str, str]] | None) -> list[dict[str, Any]]:
+        if wanted is not None:
+            listed: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+            ranges: list[tuple[str, str | None]] = []
+            index = index_name(zone.name)
+            if self._around(zone, _names(wanted) | {zone.name, index}, listed, ranges):
+                if (zone.name, None) in ranges:  # one page held the whole zone
+                    return list(listed.values())
+                texts = [self._text(v["Value"]) for s in listed.values() if (_name(s["Name"]), s["Type"]) ==
+                         (index, "TXT") for v in s.get("ResourceRecords", [])]
+                owned = parse_index(zone.name, self.owner, texts)
+                if owned is not None and self._around(zone, _names(owned), listed, ranges):
+                    return list(listed.values())
+        return list(self._rrsets(zone))
+
+    def _around(self, zone: Zone, names: Collection[str], listed: dict[tuple[str, str, str | None], dict[str, Any]],
+                ranges: list[tuple[str, str | None]]) -> bool:
+        """List a page from each of `names` not yet covered by `ranges` (adding to both); False when a
+        page ends among one name's sets (more than a page at one name: only a whole listing is sure)."""
+        for name in in_order(names):
+            if any(covers(start, end, name) for start, end in ranges):
+                continue
+            page = self._call(self.route53, "list_resource_record_sets", ("NoSuchHostedZone",),
+                              HostedZoneId=zone.id, StartRecordName=name + ".", MaxItems=PAGE_SIZE)
+            if page is None:
+                raise ZoneNotFound(f"zone {zone.name}: hosted zone {zone.id} is gone")
+            for rrset in page["ResourceRecordSets"]:
+                listed[_name(rrset["Name"]), rrset["Type"], rrset.get("SetIdentifier")] = rrset
+            end = _name(page["NextRecordName"]) if page.get("IsTruncated") else None
+            if not covers(name, end, name):
+                return False
+            ranges.append((name, end))
+        return True
+
+    @staticmethod
+    def _text(value: str) -> str:
+        """A listed TXT value's text (its strings joined)."""
+        try:
+            return txt_value(rdata("TXT", value))
+        except dns.exception.DNSException:
+            return ""
 
     @staticmethod
     def _opaque(rdtype: str, what: str) -> Unmanageable:
@@ -247,11 +333,14 @@ class Route53Provider(Route53Dnssec, Provider):
         """One ChangeResourceRecordSets request for the zone, so it changes all at once or not at all.
         Only changes beyond Route53's per-request limits (1,000 records, 32,000 characters) are split
         into several requests (`batches`); atomicity is then per request, and each record set travels
-        with its marker. Waits until Route53 serves the change (the ACME HTTP-01 step needs the records)."""
+        with its marker; our names index (`route53_names`) follows. Waits until Route53 serves the change
+        (the ACME HTTP-01 step needs the records)."""
         groups = [self._route53_changes(zone, change) for change in changes]
-        for batch in batches(groups):
+        index = self._index_changes(zone, changes)  # last: a name leaves it once its records are gone
+        for batch in batches(groups + ([index] if index else [])):
             change_id = self._send(zone, batch)
             self._wait(zone, change_id)
+        self._indexes.pop(zone.id, None)  # as listed no more: read the zone again before another apply
 
     def _route53_changes(self, zone: Zone, change: Change) -> list[dict[str, Any]]:
         """A change as Route53 changes: DELETE the whole current set, CREATE the whole new one, and the marker."""
@@ -279,6 +368,30 @@ class Route53Provider(Route53Dnssec, Provider):
             old = next((r.ref.marker for r in change.before if isinstance(r.ref, Listed) and r.ref.marker), None)
             if old:
                 out.append({"Action": "DELETE", "ResourceRecordSet": _sendable(old)})
+        return out
+
+    def upkeep(self, zone: Zone) -> bool:
+        """A zone holding our records but no index of them (set up before the index was kept) gets one."""
+        return bool(self._index_changes(zone, []))
+
+    def _index_changes(self, zone: Zone, changes: Sequence[Change]) -> list[dict[str, Any]]:
+        """The changes that make our names index list what we own once `changes` are made (others' values
+        kept); none when it already does, or when the zone was not read first (nothing to go by)."""
+        if zone.id not in self._indexes:
+            return []
+        listed, owned = self._indexes[zone.id]
+        after = set(owned)
+        for change in changes:
+            (after.add if change.after is not None else after.discard)((change.name, change.rdtype))
+        texts = [self._text(v["Value"]) for v in (listed or {}).get("ResourceRecords", [])]
+        if parse_index(zone.name, self.owner, texts) == (after or None):
+            return []
+        others = [t for t in texts if parse_index(zone.name, self.owner, [t]) is None]
+        values = others + index_values(zone.name, self.owner, after)
+        out = [{"Action": "DELETE", "ResourceRecordSet": _sendable(listed)}] if listed else []
+        if values:
+            out.append({"Action": "CREATE", "ResourceRecordSet": _rrset(index_name(zone.name), "TXT", INDEX_TTL,
+                                                                          [txt(v) for v in values])})
         return out
 
     def _send(self, zone: Zone, batch: list[dict[str, Any]]) -> str:
