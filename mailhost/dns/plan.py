@@ -110,7 +110,7 @@ class ZonePlan:
     changes: list[Change]
     conflicts: list[Conflict]
     pending: list[Pending]
-    existing_count: int  # records in the zone (not counting ownership markers)
+    existing_count: int  # records read from the zone, ownership markers left out (Route53: those around our names)
     notes: list[str] = field(default_factory=list)  # TTLs planned otherwise than the spec says, and why
 
     @property
