@@ -3,10 +3,11 @@
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
-up (package scripts, certbot's HTTP-01 challenge); the DKIM keys made on the host and the certificate's
-key (TLSA) are published once the certificate exists; the firewall opens 80 before certbot; certbot's issuance (mostly waiting for
-the CA) runs in the background while the DKIM keys are made and Fail2Ban is configured, and the certificate exists
-before Dovecot and Postfix use it. rspamd comes last: its package's first start compiles pattern caches
+up (package scripts, certbot's HTTP-01 challenge); the firewall opens 80 before certbot; certbot's issuance
+(mostly waiting for the CA, one certificate after the other) runs in the background while the DKIM keys are
+made and Fail2Ban is configured: the certificate Dovecot and Postfix use comes first and exists before they
+do, the others (the standby key's, the web names') while they are configured. The DKIM keys made on the host
+and the certificates' keys (TLSA) are published once all exist. rspamd comes last: its package's first start compiles pattern caches
 (~10 s of CPU) while the install and the other services go on, and its restart with our config waits
 for that (Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
 `mailhost verify` checks the host from outside and prints its report; errors make the run exit
@@ -36,15 +37,16 @@ firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
 dkim.apply(spec)  # the keys rspamd signs with
 fail2ban.apply(spec)
-certbot.ready(spec)  # Dovecot and Postfix do (and a key rollover the spec asks for happens here)
-published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec) or dkim.rotating(spec))  # DKIM, TLSA
-certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
-dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
+certbot.ready(spec)  # the certificate Dovecot and Postfix use (and a key rollover the spec asks for happens here)
 dovecot.apply(spec)
 postsrsd.apply(spec)  # before Postfix asks it to rewrite forwarded mail's senders
 mta_sts_resolver.apply(spec)  # the policy map Postfix asks before sending
 postfix.apply(spec)
 dkim.retire_opendkim()  # (hosts set up when OpenDKIM signed) now that Postfix no longer uses it
+certbot.issued(spec)  # the others, issued meanwhile: the standby key's (TLSA) and the web names' (nginx)
+published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec) or dkim.rotating(spec))  # DKIM, TLSA
+certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
+dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
 nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
 rspamd.apply(spec)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)

@@ -86,16 +86,18 @@ def request_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCom
         "setsid", "sh", "-c", QuoteString(StringCommand(job, "true")), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
 
 
-def ready_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCommand:
-    """Wait for the background issuance; fail with certbot's last words and a hint if it got nothing."""
+def ready_command(spec: Spec, certificates: dict[str, list[str]], whole: bool = True) -> StringCommand:
+    """Wait for the background issuance (`whole`), or only until `certificates` are there (the job goes on with
+    the others); fail with certbot's last words and a hint if one is missing."""
     names = ", ".join(domain for domains in certificates.values() for domain in domains)
     hint = (f"ACME: could not get a certificate for {names}: do their A/AAAA (or CNAME) records point at this "
             "host, and is port 80 reachable?")
     files = [bit for name in certificates for bit in ("-s", QuoteString(f"/etc/letsencrypt/live/{name}/fullchain.pem"),
                                                       "-a")][:-1]
-    return StringCommand(
-        f"timeout 900 sh -c 'while {RUNNING}; do sleep 0.2; done'; rm -f {PID};",
-        "test", *files, f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
+    wait = (f"timeout 900 sh -c 'while {RUNNING}; do sleep 0.2; done'; rm -f {PID};" if whole else
+            StringCommand("timeout 900 sh -c", QuoteString(StringCommand(
+                f"while {RUNNING} && ! test", *files, "; do sleep 0.2; done")), ";"))
+    return StringCommand(wait, "test", *files, f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
 
 
 class Certificates(FactBase):
@@ -215,11 +217,15 @@ def apply(spec: Spec) -> None:
 
 @deploy("certbot")
 def ready(spec: Spec) -> None:
-    """The certificates exist (waiting for the issuance `apply` started, if any)."""
-    if missing := missing_certificates(spec):
-        server.shell(name=f"Certificates for {', '.join(missing)} are obtained",
-                     commands=[ready_command(spec, missing)])
+    """The certificate the services use exists (waiting for it, if `apply` asked for it); the others may still
+    be on their way (`issued`), unless a key rollover runs certbot here (one certbot at a time)."""
     state, _, decision = host_tls(spec)
+    in_use = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+    missing = missing_certificates(spec)
+    whole = decision.rotate or state.rekey is not None
+    if needed := {name: domains for name, domains in missing.items() if whole or name == in_use}:
+        server.shell(name=f"Certificates for {', '.join(needed)} are obtained",
+                     commands=[ready_command(spec, needed, whole=whole or needed == missing)])
     if state.current not in rollover.slots(spec):  # a fresh host (or one from before the slots): its keys are new
         server.shell(name="The services use the first certificate slot", commands=[StringCommand(
             "mkdir", "-p", rollover.TLS_DIR, "&&", "ln", "-sfn", _slot_path(rollover.slots(spec)[0]), rollover.CURRENT,
@@ -232,6 +238,17 @@ def ready(spec: Spec) -> None:
     left = state.current if decision.rotate else state.rekey
     if left in rollover.slots(spec):
         server.shell(name=f"Key rollover: {left} gets a new key", commands=[rekey_command(left)])
+
+
+@deploy("certbot")
+def issued(spec: Spec) -> None:
+    """Every certificate exists: the standby slot's (its key goes into TLSA) and the web names' (nginx)."""
+    state, _, decision = host_tls(spec)
+    if (decision.rotate or state.rekey is not None) or not (missing := missing_certificates(spec)):
+        return  # `ready` waited for them all
+    in_use = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+    if rest := {name: domains for name, domains in missing.items() if name != in_use}:
+        server.shell(name=f"Certificates for {', '.join(rest)} are obtained", commands=[ready_command(spec, missing)])
 
 
 @deploy("certbot")

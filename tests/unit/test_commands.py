@@ -71,6 +71,12 @@ def test_certbot_gets_each_spec_value_as_one_argument():
         files = waited[waited.index("test") + 1:waited.index("||")]
         assert files == ["-s", f"/etc/letsencrypt/live/mail{value}/fullchain.pem", "-a",
                          "-s", f"/etc/letsencrypt/live/mail{value}-web-1/fullchain.pem"]
+        # Waiting for some of them while the job goes on: the loop's test gets the same words, one level down.
+        partial = tokens(ready_command(spec, certificates, whole=False))
+        assert partial[:3] == ["timeout", "900", "sh"] and partial[3] == "-c"
+        loop = tokens(partial[4])
+        assert loop[loop.index("!") + 1:loop.index(";")] == ["test", *files]
+        assert partial[partial.index("test", 5) + 1:partial.index("||")] == files
 
 
 def test_dkim_key_jobs_are_quoted_words():
