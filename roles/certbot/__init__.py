@@ -215,14 +215,21 @@ def apply(spec: Spec) -> None:
     unit(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
 
 
+def _waited_for(spec: Spec) -> tuple[str, bool]:
+    """The slot whose certificate the services use, and whether `ready` waits for every certificate (a key
+    rollover runs certbot there, and certbot runs one at a time)."""
+    state, _, decision = host_tls(spec)
+    in_use = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+    return in_use, decision.rotate or state.rekey is not None
+
+
 @deploy("certbot")
 def ready(spec: Spec) -> None:
     """The certificate the services use exists (waiting for it, if `apply` asked for it); the others may still
     be on their way (`issued`), unless a key rollover runs certbot here (one certbot at a time)."""
     state, _, decision = host_tls(spec)
-    in_use = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+    in_use, whole = _waited_for(spec)
     missing = missing_certificates(spec)
-    whole = decision.rotate or state.rekey is not None
     if needed := {name: domains for name, domains in missing.items() if whole or name == in_use}:
         server.shell(name=f"Certificates for {', '.join(needed)} are obtained",
                      commands=[ready_command(spec, needed, whole=whole or needed == missing)])
@@ -243,10 +250,9 @@ def ready(spec: Spec) -> None:
 @deploy("certbot")
 def issued(spec: Spec) -> None:
     """Every certificate exists: the standby slot's (its key goes into TLSA) and the web names' (nginx)."""
-    state, _, decision = host_tls(spec)
-    if (decision.rotate or state.rekey is not None) or not (missing := missing_certificates(spec)):
+    in_use, whole = _waited_for(spec)
+    if whole or not (missing := missing_certificates(spec)):
         return  # `ready` waited for them all
-    in_use = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
     if rest := {name: domains for name, domains in missing.items() if name != in_use}:
         server.shell(name=f"Certificates for {', '.join(rest)} are obtained", commands=[ready_command(spec, missing)])
 
