@@ -284,8 +284,8 @@ class Route53Provider(Route53Dnssec, Provider):
             if self._around(zone, _names(wanted) | {zone.name, index}, listed, ranges):
                 if (zone.name, None) in ranges:  # one page held the whole zone
                     return list(listed.values())
-                texts = [self._text(v["Value"]) for s in listed.values() if (_name(s["Name"]), s["Type"]) ==
-                         (index, "TXT") for v in s.get("ResourceRecords", [])]
+                texts = [t for s in listed.values() if (_name(s["Name"]), s["Type"]) == (index, "TXT")
+                         for t in self._texts(s)]
                 owned = parse_index(zone.name, self.owner, texts)
                 if owned is not None and self._around(zone, _names(owned), listed, ranges):
                     return list(listed.values())
@@ -311,12 +311,15 @@ class Route53Provider(Route53Dnssec, Provider):
         return True
 
     @staticmethod
-    def _text(value: str) -> str:
-        """A listed TXT value's text (its strings joined)."""
-        try:
-            return txt_value(rdata("TXT", value))
-        except dns.exception.DNSException:
-            return ""
+    def _texts(rrset: dict[str, Any] | None) -> list[str]:
+        """The texts of a listed TXT set's values (each value's strings joined; an unreadable one is empty)."""
+        texts = []
+        for value in (rrset or {}).get("ResourceRecords", []):
+            try:
+                texts.append(txt_value(rdata("TXT", value["Value"])))
+            except dns.exception.DNSException:
+                texts.append("")
+        return texts
 
     @staticmethod
     def _opaque(rdtype: str, what: str) -> Unmanageable:
@@ -383,7 +386,7 @@ class Route53Provider(Route53Dnssec, Provider):
         after = set(owned)
         for change in changes:
             (after.add if change.after is not None else after.discard)((change.name, change.rdtype))
-        texts = [self._text(v["Value"]) for v in (listed or {}).get("ResourceRecords", [])]
+        texts = self._texts(listed)
         if parse_index(zone.name, self.owner, texts) == (after or None):
             return []
         others = [t for t in texts if parse_index(zone.name, self.owner, [t]) is None]
