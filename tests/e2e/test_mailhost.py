@@ -280,6 +280,24 @@ def test_gtube_is_rejected_by_rspamd(lab, mail):
     assert err.value.smtp_code == 554
 
 
+# kB mapped and kB resident of rspamd's main process's read-only mappings of its data directory (its Hyperscan
+# databases), as rspamd-trim counts them.
+HYPERSCAN_IN_MAIN = ("awk '/^[0-9a-f]+-[0-9a-f]+ /{ours = ($6 ~ \"^/var/lib/rspamd/\" && $2 !~ /w/)} "
+                     "ours && /^Size:/{size += $2} ours && /^Rss:/{rss += $2} END{print size + 0, rss + 0}' "
+                     "/proc/$(pgrep -o -f '^rspamd: main')/smaps")
+
+
+def test_rspamds_main_process_keeps_no_hyperscan_pages_after_a_start_or_a_reload(lab, mail):
+    """Its main process reads every Hyperscan database whole at (re)load and never matches: rspamd-trim pages
+    them out once it has forked its workers (the stack's idle memory, issue 16), and rspamd goes on filtering."""
+    for change in ("true", "systemctl restart rspamd", "systemctl reload rspamd"):  # the deploy's start, then ours
+        mail.host.ssh(change)
+        mapped, resident = map(int, mail.host.ssh(HYPERSCAN_IN_MAIN).stdout.split())
+        assert mapped > 20 * 1024, f"after {change!r}: the databases are not mapped ({mapped} kB)"
+        assert resident < 1024, f"after {change!r}: {resident} kB of {mapped} kB still resident"
+    test_gtube_is_rejected_by_rspamd(lab, mail)
+
+
 def test_each_mailbox_gets_its_quota(mail):
     def storage_limit_kib(address: str) -> int:
         flow = mail.host.ssh(f"doveadm -f flow quota get -u {address}").stdout

@@ -1,0 +1,86 @@
+"""rspamd-trim, the script that pages rspamd's Hyperscan databases out of its main process
+(`roles/rspamd/templates/usr/local/lib/mailhost/rspamd-trim.j2`), run here on this process's own mappings: the
+same kernel calls as on a host (process_madvise MADV_PAGEOUT needs root's CAP_SYS_NICE, which the tests have)."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from roles.rspamd import TRIM
+from roles._config import template_path
+import roles.rspamd
+
+SCRIPT = Path(template_path(roles.rspamd.__file__, TRIM))
+MB = 1024 * 1024
+
+
+@pytest.fixture
+def trim(tmp_path) -> types.ModuleType:
+    """The script as a module, reading `tmp_path`/rspamd as rspamd's data directory."""
+    module = types.ModuleType("rspamd_trim")
+    exec(compile(SCRIPT.read_text(), str(SCRIPT), "exec"), module.__dict__)  # a plain script: no template syntax
+    (tmp_path / "rspamd").mkdir()
+    module.DATA = f"{tmp_path}/rspamd/"
+    return module
+
+
+def mapped_database(directory: Path, size: int, writable: bool = False) -> mmap.mmap:
+    """A file of `size` bytes on disk (clean pages), mapped shared and read whole, as Hyperscan's scratch
+    allocation reads a database."""
+    path = directory / ("db.rrd" if writable else "db.hsmp.unser")
+    with open(path, "wb") as file:
+        file.write(os.urandom(size))
+        file.flush()
+        os.fsync(file.fileno())
+    with open(path, "r+b" if writable else "rb") as file:
+        view = mmap.mmap(file.fileno(), size, prot=mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0))
+    sum(view[offset] for offset in range(0, size, mmap.PAGESIZE))  # fault every page in
+    return view
+
+
+def test_the_pages_of_a_database_the_process_read_are_paged_out(trim, tmp_path):
+    view = mapped_database(tmp_path / "rspamd", 16 * MB)
+    ranges, resident = trim.mapped(os.getpid())
+    assert sum(high - low for low, high in ranges) == 16 * MB
+    assert resident >= 15 * 1024  # kB: read whole, resident whole
+    for _ in range(5):  # as the script does: a pass skips pages still in a CPU's LRU batch
+        trim.page_out(os.getpid(), ranges)
+    assert trim.mapped(os.getpid())[1] < 1024
+    assert view[12345] == view[12345]  # still readable: paged in again from the file
+    view.close()
+
+
+def test_writable_mappings_and_other_directories_are_left_alone(trim, tmp_path):
+    views = [mapped_database(tmp_path / "rspamd", MB, writable=True), mapped_database(tmp_path, MB)]
+    assert trim.mapped(os.getpid()) == ([], 0)  # rspamd's rrd file (written through its mapping) is not ours
+    for view in views:
+        view.close()
+
+
+def test_it_waits_for_a_worker_forked_after_it_began(trim):
+    since = trim.started("self")[1]
+    assert not trim.has_new_worker(os.getpid(), since)  # pytest's own children, if any, began before
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert trim.has_new_worker(os.getpid(), since)
+        assert not trim.has_new_worker(os.getpid(), trim.started(str(child.pid))[1] + 1)  # began before
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_it_never_fails_rspamd_s_start(tmp_path):
+    """A main process that is gone (or a kernel without process_madvise): a line in the journal, exit 0."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    result = subprocess.run([sys.executable, "-I", str(SCRIPT), str(gone.pid)], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0
+    assert result.stdout == f"process {gone.pid} ended; nothing paged out\n"
