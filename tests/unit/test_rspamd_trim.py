@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from roles.rspamd import TRIM
 from roles._config import template_path
 import roles.rspamd
 
-SCRIPT = Path(template_path(roles.rspamd.__file__, TRIM))
+SCRIPT = Path(template_path(roles.rspamd.__file__, roles.rspamd.TRIM))
 MB = 1024 * 1024
 
 
