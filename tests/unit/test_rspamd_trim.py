@@ -63,8 +63,11 @@ def test_writable_mappings_and_other_directories_are_left_alone(trim, tmp_path):
 
 
 def test_it_waits_for_a_worker_forked_after_it_began(trim):
-    since = trim.started("self")[1]
-    assert not trim.has_new_worker(os.getpid(), since)  # pytest's own children, if any, began before
+    marker = subprocess.Popen(["sleep", "30"])  # a clock reading in /proc's ticks: its start time
+    since = trim.started(str(marker.pid))[1]
+    marker.kill()
+    marker.wait()
+    assert not trim.has_new_worker(os.getpid(), since)  # the lab's daemons, children of pytest, began before
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         assert trim.has_new_worker(os.getpid(), since)
