@@ -3,7 +3,7 @@
 of pyinfra's output stamped as it arrives; prints the phases (connect and prepare, each operation) longest
 first. A tool for finding what to speed up, next to `converge.py`, which measures the targets.
 
-    .venv/bin/python benchmarks/converge_profile.py [--release trixie] [--top 25] [--noop] [--domains N]
+    .venv/bin/python benchmarks/converge_profile.py [--release trixie] [--top 25] [--noop] [--domains N] [--log FILE]
 
 `--noop` profiles the re-run after it instead, with pyinfra's debug log, so that each fact's round trip
 shows: a no-op's time is mostly reading facts.
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--noop", action="store_true", help="profile the no-op re-run, line by line")
     parser.add_argument("--domains", type=int, default=1, help="mail domains (10 mailboxes each when more than 1)")
+    parser.add_argument("--log", type=Path, help="also write every stamped line of the profiled run to this file")
     args = parser.parse_args()
     lab = Lab()
     started = lab.up()
@@ -76,6 +77,8 @@ def main() -> None:
         if started:
             lab.down()
     total = lines[-1][0]
+    if args.log:
+        args.log.write_text("".join(f"{t:8.3f} {text}\n" for t, text in lines))
     if args.noop:  # each line charged with the time until the next: a fact's line carries its round trip
         gaps = [(lines[i + 1][0] - t, text[:110]) for i, (t, text) in enumerate(lines[:-1])]
         facts = sum(1 for _, text in lines if "Getting fact" in text)

@@ -25,15 +25,14 @@ import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import dns.xfr
-import dns.zone
 
 from mailhost.spec import DnsProvider
 
 from ..plan import Change, Record
 from ..records import canonical
 from ..signing import ds_of_keys
-from .base import (ConcurrentChange, DnsError, Provider, Signing, WriteUncertain, Zone, ZoneNotFound,
-                   assign_owners, marker_changes)
+from .base import (UNMANAGED_TYPES, ConcurrentChange, DnsError, Provider, Signing, WriteUncertain, Zone,
+                   ZoneNotFound, assign_owners, marker_changes)
 
 TIMEOUT = 10.0
 SERVE_TIMEOUT = 30.0
@@ -97,9 +96,7 @@ class Rfc2136Provider(Provider):
     def records(self, zone: Zone, wanted: Collection[tuple[str, str]] | None = None) -> list[Record]:
         self.requests.count(write=False)
         try:
-            xfr = dns.query.xfr(self.address, zone.name + ".", port=self.port, keyring=self.keyring,
-                                keyname=self.keyname, lifetime=TIMEOUT, relativize=False)
-            content = dns.zone.from_xfr(xfr, relativize=False)
+            raw = self._transfer(zone)
         except dns.tsig.PeerError as exc:
             raise DnsError(f"zone {zone.name}: {self.describe()} rejected the TSIG key ({exc}); "
                            f"check dns.provider.tsig_key_file") from None
@@ -108,10 +105,23 @@ class Rfc2136Provider(Provider):
                            f"({dns.rcode.to_text(exc.rcode)}); allow AXFR for the TSIG key") from None
         except (OSError, dns.exception.DNSException) as exc:
             raise DnsError(f"zone {zone.name}: zone transfer from {self.describe()} failed ({exc})") from None
-        raw = [Record(name.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(rdataset.rdtype),
-                      rdataset.ttl, canonical(rd))
-               for name, rdataset in content.iterate_rdatasets() for rd in rdataset]
         return assign_owners(raw)
+
+    def _transfer(self, zone: Zone) -> list[Record]:
+        """The zone's records by AXFR, as they come (dnspython checks the transfer opens and closes with the
+        zone's SOA). A signed zone's RRSIG/NSEC records, three in four of a small zone's, are dropped before
+        they are made canonical: a 100-zone no-op spent half its DNS time on them."""
+        raw, soa_seen = [], False
+        for message in dns.query.xfr(self.address, zone.name + ".", port=self.port, keyring=self.keyring,
+                                     keyname=self.keyname, lifetime=TIMEOUT, relativize=False):
+            for rrset in message.answer:
+                rdtype = dns.rdatatype.to_text(rrset.rdtype)
+                if rdtype in UNMANAGED_TYPES or (rdtype == "SOA" and soa_seen):  # the closing SOA repeats the first
+                    continue
+                soa_seen |= rdtype == "SOA"
+                name = rrset.name.to_text(omit_final_dot=True).lower()
+                raw += [Record(name, rdtype, rrset.ttl, canonical(rd)) for rd in rrset]
+        return raw
 
     def apply(self, zone: Zone, changes: Sequence[Change]) -> None:
         update = dns.update.Update(zone.name + ".", keyring=self.keyring, keyname=self.keyname)
