@@ -2,7 +2,8 @@
 
 Keys never leave the host (0600, owned by rspamd's user) and a re-run never regenerates one. RSA keys are PEM;
 Ed25519 keys are what rspamd loads: base64 of the 32-byte seed and the 32-byte public key, on one line. The
-public halves are a fact (`DkimPublicKeys`) for the DNS stage.
+public halves are kept beside them (`<selector>.<algorithm>.pub`) and are a fact (`DkimPublicKeys`) for the
+DNS stage.
 
 Renaming a selector in the spec rotates the domain's key over several runs (`mailhost.dkim_keys`): this role makes
 the new key, notes when keys are published and retired, and removes a key whose retention is over; rspamd signs
@@ -27,7 +28,7 @@ from mailhost.spec import Spec
 from roles._facts import read_once
 
 KEY_DIR, OWNER = hostinfo.DKIM_KEY_DIR, hostinfo.DKIM_KEY_OWNER
-key_path = hostinfo.dkim_key_path
+key_path, public_path = hostinfo.dkim_key_path, hostinfo.dkim_public_path
 OPENDKIM_KEY_DIR = "/etc/opendkim/keys"  # where mailhost kept RSA keys while OpenDKIM signed
 
 
@@ -96,10 +97,10 @@ def rotating(spec: Spec) -> bool:
 
 
 class DkimKeyFiles(FactBase):
-    """{path: "mode user group"} of the key directory, its domain directories and their keys."""
+    """{path: "mode user group"} of the key directory, its domain directories, their keys and public halves."""
 
     def command(self) -> str:
-        return (f"find {KEY_DIR} -maxdepth 2 \\( -type d -o -name '*.rsa' -o -name '*.ed25519' \\) "
+        return (f"find {KEY_DIR} -maxdepth 2 \\( -type d -o -name '*.rsa' -o -name '*.ed25519' -o -name '*.pub' \\) "
                 f"-printf '%p %m %u %g\\n' 2>/dev/null || true")
 
     @staticmethod
@@ -130,12 +131,20 @@ def make_keys_command(missing: list[tuple[str, str, str]], bits: int) -> StringC
     script = (f"d=${{1%%/*}}; rest=${{1#*/}}; s=${{rest%/*}}; a=${{rest#*/}}; t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); "
               f"if {take_over}; then cp \"{OPENDKIM_KEY_DIR}/$d/$s.private\" \"$t/key\"; "
               f"elif [ \"$a\" = rsa ]; then bits={int(bits)}; {_MAKE['rsa']}; else {_MAKE['ed25519']}; fi; "
+              f"k=\"$t/key\"; {hostinfo.DKIM_PUBLIC_HALF} > \"$t/pub\"; [ -s \"$t/pub\" ]; "
               f"install -d -m 750 -o {OWNER} -g {OWNER} \"{KEY_DIR}/$d\"; "
-              f"chown {OWNER}:{OWNER} \"$t/key\"; chmod 600 \"$t/key\"; "
-              f"mv \"$t/key\" \"{KEY_DIR}/$d/$s.$a\"; rm -rf \"$t\"")
+              f"chown {OWNER}:{OWNER} \"$t/key\" \"$t/pub\"; chmod 600 \"$t/key\"; chmod 644 \"$t/pub\"; "
+              f"mv \"$t/pub\" \"{KEY_DIR}/$d/$s.$a.pub\"; mv \"$t/key\" \"{KEY_DIR}/$d/$s.$a\"; rm -rf \"$t\"")
     return StringCommand(
         f"install -d -m 750 -o {OWNER} -g {OWNER} {KEY_DIR} && rm -rf {KEY_DIR}/.new.* && for job in", *jobs,
         "; do echo \"$job\"; done | xargs -P $(nproc) -I JOB sh -ec", QuoteString(script), "sh JOB")
+
+
+def public_halves_command(keys: list[tuple[str, str, str]]) -> StringCommand:
+    """Each key's public half written beside it (`hostinfo.DKIM_PUBLIC_KEYS` reads it)."""
+    return StringCommand("set -e; for k in", *(QuoteString(key_path(*key)) for key in keys),
+                         f'; do a=${{k##*.}}; {hostinfo.DKIM_PUBLIC_HALF} > "$k.pub.new"; [ -s "$k.pub.new" ]; '
+                         f'chown {OWNER}:{OWNER} "$k.pub.new"; chmod 644 "$k.pub.new"; mv "$k.pub.new" "$k.pub"; done')
 
 
 @operation(is_idempotent=True)
@@ -149,10 +158,12 @@ def signing_keys_exist(keys: list[tuple[str, str, str]], bits: int):
     missing = [key for key in keys if key_path(*key) not in present]
     if missing:
         yield make_keys_command(missing, bits)
+    if halves := [key for key in keys if key_path(*key) in present and public_path(*key) not in present]:
+        yield public_halves_command(halves)  # keys made before their public halves were kept
     wrong = [path for path, mode in wanted.items() if path in present and present[path] != f"{mode} {OWNER} {OWNER}"]
     for path in wrong:
         yield StringCommand(f"chown {OWNER}:{OWNER}", QuoteString(path), "&& chmod", wanted[path], QuoteString(path))
-    if not missing and not wrong:
+    if not missing and not halves and not wrong:
         host.noop("every DKIM key exists, private to rspamd")
 
 
@@ -191,7 +202,8 @@ def remove_command(keys: list[dkim_keys.KeyId]) -> StringCommand:
     """A retired key's private half and its notes go (its record goes with them: the DNS stage reads the host
     again before it writes)."""
     paths = [QuoteString(p) for key in keys
-             for p in (key_path(*key), dkim_keys.marker(key, "published"), dkim_keys.marker(key, "retired"))]
+             for p in (key_path(*key), public_path(*key), dkim_keys.marker(key, "published"),
+                       dkim_keys.marker(key, "retired"))]
     return StringCommand("rm -f", *paths)
 
 

@@ -4,6 +4,7 @@ a message signed with each key verifies against the record the DNS stage would p
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from email.message import EmailMessage
 
@@ -18,7 +19,7 @@ from mailhost.verify.checks.host import check_key_files
 from mailhost.verify.checks.lookup import LookupTimeout
 from mailhost.verify.checks.probe import _DELIVERY_HEADERS, judge_arc, judge_signatures, judge_srs
 from mailhost.verify.result import Status
-from roles.dkim import _MAKE
+from roles.dkim import _MAKE, make_keys_command, public_halves_command
 
 
 HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86
@@ -70,6 +71,38 @@ def test_each_key_signs_mail_that_verifies_with_the_record_published_from_the_ho
     forged = dkim.sign(raw, b"ed25519", b"example.org", base64.b64encode(base64.b64decode(other)[:32]),
                        signature_algorithm=b"ed25519-sha256") + raw
     assert dkim.DKIM(forged).verify(dnsfunc=dns) is False
+
+
+def run_on(key_dir, command) -> None:
+    """A role's command run here against `key_dir` as the key directory, root standing in for rspamd's user."""
+    text = command.get_raw_value().replace(hostinfo.DKIM_KEY_DIR, str(key_dir))
+    subprocess.run(["sh", "-c", text.replace(hostinfo.DKIM_KEY_OWNER, "root")], check=True)
+
+
+def test_made_keys_have_their_public_halves_beside_them_and_older_keys_get_theirs(tmp_path):
+    keys_dir = tmp_path / "keys"
+    keys = [("example.org", "mail", "rsa"), ("example.org", "ed25519", "ed25519")]
+    run_on(keys_dir, make_keys_command(keys, 2048))
+    kept = {key: (keys_dir / key[0] / f"{key[1]}.{key[2]}.pub").read_text() for key in keys}
+    for key in keys:
+        os.remove(keys_dir / key[0] / f"{key[1]}.{key[2]}.pub")
+    worked_out = host_fact(keys_dir)  # without the halves kept, from the keys themselves
+    assert kept == worked_out and worked_out[keys[0]].startswith("MII") and len(worked_out[keys[1]]) == 44
+    run_on(keys_dir, public_halves_command(keys))  # a host whose keys were made before the halves were kept
+    assert {key: (keys_dir / key[0] / f"{key[1]}.{key[2]}.pub").read_text() for key in keys} == worked_out
+
+
+def test_the_public_half_kept_is_read_unless_the_key_changed_after_it(tmp_path):
+    domain_dir = tmp_path / "keys" / "example.org"
+    domain_dir.mkdir(parents=True)
+    key, kept = domain_dir / "mail.rsa", domain_dir / "mail.rsa.pub"
+    key.write_bytes(make_key(tmp_path, "rsa"))
+    real = host_fact(tmp_path / "keys")[("example.org", "mail", "rsa")]
+    kept.write_text("KEPT")  # not the key's: shows which one the fact read
+    os.utime(kept, (key.stat().st_mtime, key.stat().st_mtime))
+    assert host_fact(tmp_path / "keys") == {("example.org", "mail", "rsa"): "KEPT"}
+    os.utime(key, (key.stat().st_mtime + 2, key.stat().st_mtime + 2))  # someone put another key in its place
+    assert host_fact(tmp_path / "keys") == {("example.org", "mail", "rsa"): real}
 
 
 # -- the spec's selectors --------------------------------------------------------------------------------------
