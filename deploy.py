@@ -4,8 +4,9 @@ The inventory names each host's spec (host data `spec`); it is validated before 
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
 up (package scripts, certbot's HTTP-01 challenge); the firewall opens 80 before certbot; certbot's issuance
-(mostly waiting for the CA, one certificate after the other) runs in the background while the DKIM keys are
-made and Fail2Ban is configured: the certificate Dovecot and Postfix use comes first and exists before they
+(mostly waiting for the CA, one certificate after the other) runs in the background while the host's resolver
+is set up, the DKIM keys are made and Fail2Ban is configured (certbot looks the CA up through the resolver the
+host had): the certificate Dovecot and Postfix use comes first and exists before they
 do, the others (the standby key's, the web names') while they are configured. The DKIM keys made on the host
 and the certificates' keys (TLSA) are published once all exist. rspamd comes last: its package's first start compiles pattern caches
 (~10 s of CPU) while the install and the other services go on, and its restart with our config waits
@@ -32,9 +33,9 @@ require_supported()  # Debian 13 or 12 on amd64, read from the host; anything el
 
 dns_pending = dns.publish(spec)
 base.apply(spec)
-resolver.apply(spec)  # the host's own validating resolver, before anything on it looks a name up
 firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
+resolver.apply(spec)  # the host's own validating resolver, before the services that look names up start
 dkim.apply(spec)  # the keys rspamd signs with
 fail2ban.apply(spec)
 certbot.ready(spec)  # the certificate Dovecot and Postfix use (and a key rollover the spec asks for happens here)
