@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase, QuoteString, StringCommand, operation
 
+from mailhost.hostinfo import MTA_STS_SOCKET
 from roles._facts import read_once
 
 # Every unit a role manages (a name not here is a programming error).
 UNITS = ("certbot.timer", "dovecot.service", "fail2ban.service", "nftables.service", "nginx.service",
          "postfix.service", "postsrsd.service", "redis-server.service", "rspamd.service",
          "systemd-timesyncd.service", "unbound.service", "postfix-mta-sts-resolver.service",
-         "mailhost-mta-sts.socket")
+         MTA_STS_SOCKET)
 RUNNING = {"active", "reloading"}  # ActiveState: a waiting timer and an exited oneshot (nftables) are active
 ENABLED = {"enabled", "static"}  # UnitFileState
 

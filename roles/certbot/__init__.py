@@ -215,12 +215,16 @@ def apply(spec: Spec) -> None:
     unit(name="Renewal timer is active", service="certbot.timer", running=True, enabled=True)
 
 
+def _in_use(spec: Spec, state: rollover.HostTls) -> str:
+    """The slot whose certificate the services use (the first one on a fresh host or one from before the slots)."""
+    return state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+
+
 def _waited_for(spec: Spec) -> tuple[str, bool]:
     """The slot whose certificate the services use, and whether `ready` waits for every certificate (a key
     rollover runs certbot there, and certbot runs one at a time)."""
     state, _, decision = host_tls(spec)
-    in_use = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
-    return in_use, decision.rotate or state.rekey is not None
+    return _in_use(spec, state), decision.rotate or state.rekey is not None
 
 
 @deploy("certbot")
@@ -262,7 +266,7 @@ def mark_published(spec: Spec, dns_published) -> None:
     """After the DNS stage: note when the standby key's TLSA record was published (the rollover waits dns.ttl
     from then). Runs only when something may have changed it."""
     state, keys, decision = host_tls(spec)
-    current = state.current if state.current in rollover.slots(spec) else rollover.slots(spec)[0]
+    current = _in_use(spec, state)
     standby = current if decision.rotate else rollover.other(spec, current)  # after this run's switch, if any
     marked = not decision.rotate and not state.rekey and state.published is not None and standby in keys and \
         state.published[0] == rollover.key_digest(keys[standby])
