@@ -50,7 +50,7 @@ def apply(spec: Spec) -> None:
     # changed: stopped, so the next question starts it anew, as the socket's. (Unconditionally: the state read
     # before the run is from before the install.)
     server.shell(name="MTA-STS resolver stops, not started at boot (the next question starts it anew)",
-                 commands=[f"systemctl disable --now {RESOLVER}"], _if=any_changed(config, *units))
+                 commands=[f"systemctl disable --no-reload --now {RESOLVER}"], _if=any_changed(config, *units))
     unit(name="MTA-STS resolver is not started at boot (Postfix's questions start it)", service=RESOLVER,
          running=None, enabled=False)
     unit(name="Postfix's MTA-STS socket listens anew", service=SOCKET, restarted=True, _if=units[0].did_change)
