@@ -24,7 +24,7 @@ DKIM_PUBLIC_HALF = ('case "$a" in rsa) openssl pkey -in "$k" -pubout -outform DE
                     '*) base64 -d "$k" | tail -c 32;; esac | base64 -w0')
 # Each key's public half is kept beside it when made (`<selector>.<algorithm>.pub`): read with the shell's
 # own `read`, where working it out takes three or four processes a key (a second of a 100-domain no-op).
-# A key without one, or changed since (newer by the second), is worked out anew.
+# A key without one, or changed since (newer than it), is worked out anew.
 DKIM_PUBLIC_KEYS = (
     f"for k in {DKIM_KEY_DIR}/*/*.rsa {DKIM_KEY_DIR}/*/*.ed25519; do [ -f \"$k\" ] || continue; "
     "d=${k%/*}; d=${d##*/}; f=${k##*/}; a=${f##*.}; printf '%s %s %s ' $d ${f%.*} $a; "

@@ -340,8 +340,9 @@ DRIFTS = {
                                     "postmap -q {mailbox} hash:/etc/postfix/virtual_mailboxes || true", None),
     "local aliases removed": ("rm /etc/aliases /etc/aliases.db", "postalias -q postmaster hash:/etc/aliases || true",
                               "root"),
-    "DKIM key mode changed": ("chmod 644 /etc/mailhost/dkim/*/*",
-                              "stat -c %a /etc/mailhost/dkim/*/* | sort -u", "600"),
+    "DKIM key mode changed": ("chmod 644 /etc/mailhost/dkim/*/*",  # (the public halves beside them are 644)
+                              "stat -c %a /etc/mailhost/dkim/*/*.rsa /etc/mailhost/dkim/*/*.ed25519 | sort -u",
+                              "600"),
 }
 
 

@@ -26,8 +26,8 @@ apt_get full-upgrade
 """
 
 # What must be the very same files after the upgrade: DKIM keys and the certificate with its key.
-KEPT_FILES = "sha256sum /etc/mailhost/dkim/*/* /etc/letsencrypt/live/*/fullchain.pem " \
-             "/etc/letsencrypt/live/*/privkey.pem"
+KEPT_FILES = "sha256sum /etc/mailhost/dkim/*/*.rsa /etc/mailhost/dkim/*/*.ed25519 " \
+             "/etc/letsencrypt/live/*/fullchain.pem /etc/letsencrypt/live/*/privkey.pem"
 
 
 def test_a_debian_12_host_upgraded_to_13_keeps_its_mail_and_converges(lab, fresh_host, tmp_path):
