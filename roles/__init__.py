@@ -1,6 +1,8 @@
 """One pyinfra role per service, each of one shape: `packages(spec)`, what it needs installed, and `apply(spec)`,
 a `@deploy` that configures and activates it (the base role installs every role's packages at once). A role
-whose package asks debconf questions answers them in `PRESEED` (debconf-set-selections lines)."""
+whose package asks debconf questions answers them in `PRESEED` (debconf-set-selections lines); one whose package
+needs a file of its own there during the install names it in `PLACEHOLDERS` ({path: content}, written only where
+missing, before that install)."""
 
 from mailhost.spec import Spec
 
@@ -19,3 +21,8 @@ def all_packages(spec: Spec) -> list[str]:
 def all_preseeds() -> list[str]:
     """Every role's debconf answers, given to debconf before that transaction."""
     return [line for role in _roles() for line in getattr(role, "PRESEED", [])]
+
+
+def all_placeholders() -> dict[str, str]:
+    """Every role's files that must exist while the packages install (written only where missing)."""
+    return {path: text for role in _roles() for path, text in getattr(role, "PLACEHOLDERS", {}).items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from pathlib import PurePosixPath
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy
@@ -32,6 +33,12 @@ POLICY_MARK = "# mailhost: services start once configured, not during the packag
 POLICY = f'#!/bin/sh\n{POLICY_MARK}\ncase "$*" in *rspamd*) exit 0 ;; esac\nexit 101\n'
 
 
+def placeholder_command(path: str, text: str) -> StringCommand:
+    """`path` holds `text` if it did not exist (its directory made as needed); an existing file is left alone."""
+    return StringCommand("[ -e", QuoteString(path), "] || { mkdir -p", QuoteString(str(PurePosixPath(path).parent)),
+                         "&& printf '%s'", QuoteString(text), ">", QuoteString(path), "; }")
+
+
 class PolicyRcD(FactBase):
     """Who owns /usr/sbin/policy-rc.d: "mailhost" (left by an interrupted run), "other", or None (absent)."""
 
@@ -56,7 +63,7 @@ class DpkgInterrupted(FactBase):
 @deploy("base")
 def apply(spec: Spec) -> None:
     """Installs the whole stack (`roles.all_packages`) together."""
-    from roles import all_packages, all_preseeds  # every role's, this one's among them
+    from roles import all_packages, all_placeholders, all_preseeds  # every role's, this one's among them
     stack = all_packages(spec)
     fqdn = spec.hostname
     server.hostname(name="Hostname is the mail host name", hostname=fqdn)
@@ -83,6 +90,8 @@ def apply(spec: Spec) -> None:
         answers = map(QuoteString, all_preseeds())
         server.shell(name="debconf has the roles' answers",
                      commands=[StringCommand("printf '%s\\n'", *answers, "| debconf-set-selections")])
+        server.shell(name="Files the packages need during their install are there", commands=[
+            placeholder_command(path, text) for path, text in all_placeholders().items()])
     install = apt.packages(name="Mail stack packages", packages=stack, no_recommends=True)
     if (missing and policy is None) or policy == "mailhost":
         files.file(name="Package scripts may start services again", path=POLICY_RC_D, present=False)

@@ -27,6 +27,12 @@ def packages(spec: Spec) -> list[str]:
 # (5-6 s of the install): ours replaces that file anyway. Applied only when packages are installed.
 PRESEED = ["postfix postfix/main_mailer_type select No configuration"]
 
+# ...which leaves no main.cf, and without one every `postconf` ends in a fatal error after Postfix's one-second
+# pause. The package's systemd generator (postfix-instance-generator) runs `postconf` on each daemon-reload, and
+# on Debian 12 every later package's postinst reloads systemd: about 20 s of the install, and a second per reload
+# after it until `apply` writes the real file. So an empty one (Postfix's defaults) is there before the install.
+PLACEHOLDERS = {"/etc/postfix/main.cf": "# mailhost: Postfix's defaults until the postfix role writes this file\n"}
+
 # The local alias table (main.cf's alias_maps), which that postinst would have made: Debian's default,
 # written only where the file is missing, so an admin's own aliases stay.
 ALIASES = "/etc/aliases"

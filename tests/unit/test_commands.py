@@ -109,3 +109,16 @@ def test_the_wait_for_rspamd_is_one_valid_command_naming_each_listener():
         assert subprocess.run(["sh", "-n", "-c", command]).returncode == 0
         assert (hostinfo.RSPAMD_CONTROLLER in command) is controller and hostinfo.RSPAMD_MILTER in command
         assert tokens(command)[:2] == ["timeout", "5"]
+
+
+def test_a_placeholder_is_written_where_missing_and_an_existing_file_left_alone(tmp_path):
+    from roles.base import placeholder_command
+    from roles.postfix import PLACEHOLDERS
+
+    text = PLACEHOLDERS["/etc/postfix/main.cf"]
+    made, kept = tmp_path / "new dir" / "main.cf", tmp_path / "main.cf"
+    kept.write_text("myhostname = mine\n")
+    for path in (made, kept):
+        subprocess.run(["sh", "-c", placeholder_command(str(path), text).get_raw_value()], check=True)
+    assert made.read_text() == text
+    assert kept.read_text() == "myhostname = mine\n"
