@@ -3,14 +3,15 @@
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
-up (package scripts, certbot's HTTP-01 challenge); the firewall opens 80 before certbot; certbot's issuance
-(mostly waiting for the CA, one certificate after the other) runs in the background while the host's resolver
-is set up, the DKIM keys are made and Fail2Ban is configured (certbot looks the CA up through the resolver the
-host had): the certificate Dovecot and Postfix use comes first and exists before they
-do, the others (the standby key's, the web names') while they are configured. The DKIM keys made on the host
-and the certificates' keys (TLSA) are published once all exist. rspamd comes last: its package's first start compiles pattern caches
-(~10 s of CPU) while the install and the other services go on, and its restart with our config waits
-for that (Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
+up (package scripts, certbot's HTTP-01 challenge). The DKIM keys the run needs are made in the background
+while the packages install (100 domains' take ~15 s of CPU; the dkim role takes them). The firewall opens 80
+before certbot; certbot's issuance (mostly waiting for the CA, one certificate after the other) runs in the
+background while the host's resolver is set up, the keys are put in place and Fail2Ban is configured (certbot
+looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes first and
+exists before they do, the others (the standby key's, the web names') while they are configured. The DKIM keys
+and the certificates' keys (TLSA) are published once all exist. rspamd comes last: its package's first start
+compiles pattern caches (~10 s of CPU) while the install and the other services go on, and its restart with
+our config waits for that (Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
 `mailhost verify` checks the host from outside and prints its report; errors make the run exit
 non-zero.
 """
@@ -32,6 +33,7 @@ send_without_delay()
 require_supported()  # Debian 13 or 12 on amd64, read from the host; anything else stops here, before any change
 
 dns_pending = dns.publish(spec)
+dkim.make_ahead(spec)  # the keys this run makes, in the background while the packages install
 base.apply(spec)
 firewall.apply(spec)
 certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on

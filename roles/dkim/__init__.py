@@ -3,7 +3,8 @@
 Keys never leave the host (0600, owned by rspamd's user) and a re-run never regenerates one. RSA keys are PEM;
 Ed25519 keys are what rspamd loads: base64 of the 32-byte seed and the 32-byte public key, on one line. The
 public halves are kept beside them (`<selector>.<algorithm>.pub`) and are a fact (`DkimPublicKeys`) for the
-DNS stage.
+DNS stage. The keys a run needs are made ahead, in the background while the packages install (`make_ahead`),
+and taken once rspamd's user exists (`apply`).
 
 Renaming a selector in the spec rotates the domain's key over several runs (`mailhost.dkim_keys`): this role makes
 the new key, notes when keys are published and retired, and removes a key whose retention is over; rspamd signs
@@ -121,23 +122,59 @@ _MAKE = {
 }
 
 
+# Keys made ahead, while the packages install (`make_ahead`): root's until `signing_keys_exist` takes them.
+AHEAD = "/var/lib/mailhost/dkim-ahead"
+AHEAD_PID = f"{AHEAD}/pid"
+AHEAD_RUNNING = f'[ -s {AHEAD_PID} ] && grep -qs dkim-ahead "/proc/$(cat {AHEAD_PID})/cmdline"'  # (pids are reused)
+_JOB = "d=${1%%/*}; rest=${1#*/}; s=${rest%/*}; a=${rest#*/}"  # "domain/selector/algorithm" -> $d $s $a
+_TAKE_OVER = f'[ "$a" = rsa ] && [ -f "{OPENDKIM_KEY_DIR}/$d/$s.private" ]'
+_AHEAD_KEY = f'"{AHEAD}/$d/$s.$a"'
+
+
+def _make(bits: int) -> str:
+    """Shell: a new key of algorithm $a in "$t/key", its public half in "$t/pub"."""
+    return (f'if [ "$a" = rsa ]; then bits={int(bits)}; {_MAKE["rsa"]}; else {_MAKE["ed25519"]}; fi; '
+            f'k="$t/key"; {hostinfo.DKIM_PUBLIC_HALF} > "$t/pub"')
+
+
+def _each(jobs: list[tuple[str, str, str]], script: str) -> StringCommand:
+    """`script` once per (domain, selector, algorithm), as many at once as the host has cores."""
+    return StringCommand("for job in", *(QuoteString(f"{d}/{s}/{a}") for d, s, a in jobs),
+                         "; do echo \"$job\"; done | xargs -P $(nproc) -I JOB sh -ec", QuoteString(script), "sh JOB")
+
+
+def make_ahead_command(missing: list[tuple[str, str, str]], bits: int) -> StringCommand:
+    """Start making `missing` under AHEAD in the background, at low priority (the install goes first), unless
+    a job still runs; a key OpenDKIM has is left to be taken over, and a key made by an earlier, cut-off job is
+    kept. Each key appears whole or not at all (renamed from a scratch directory). Without openssl yet, nothing."""
+    script = (f"{_JOB}; [ -s {_AHEAD_KEY} ] && exit 0; {_TAKE_OVER} && exit 0; t=$(mktemp -d {AHEAD}/.new.XXXXXX); "
+              f'{_make(bits)}; [ -s "$t/pub" ]; mkdir -p "{AHEAD}/$d"; mv "$t/pub" {_AHEAD_KEY}.pub; '
+              f'mv "$t/key" {_AHEAD_KEY}; rm -rf "$t"')
+    job = StringCommand(f"rm -rf {AHEAD}/.new.* &&", _each(missing, script))
+    return StringCommand(
+        f"command -v openssl >/dev/null || exit 0; install -d -m 700 {AHEAD} && if {AHEAD_RUNNING}; then :; else",
+        "setsid nice -n 10 sh -c", QuoteString(StringCommand(f": dkim-ahead;", job)),
+        f">/dev/null 2>&1 </dev/null & echo $! >{AHEAD_PID}; fi")
+
+
 def make_keys_command(missing: list[tuple[str, str, str]], bits: int) -> StringCommand:
     """One job per key, as many at once as the host has cores; each key made in a scratch directory and
     renamed into place, so an interrupted run leaves no half key. An RSA key OpenDKIM has under the same domain
-    and selector is taken over rather than made (its record is published already). Names reach the shell quoted
-    (validated names, quoted all the same)."""
-    jobs = [QuoteString(f"{d}/{s}/{a}") for d, s, a in missing]
-    take_over = f"[ \"$a\" = rsa ] && [ -f \"{OPENDKIM_KEY_DIR}/$d/$s.private\" ]"
-    script = (f"d=${{1%%/*}}; rest=${{1#*/}}; s=${{rest%/*}}; a=${{rest#*/}}; t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); "
-              f"if {take_over}; then cp \"{OPENDKIM_KEY_DIR}/$d/$s.private\" \"$t/key\"; "
-              f"elif [ \"$a\" = rsa ]; then bits={int(bits)}; {_MAKE['rsa']}; else {_MAKE['ed25519']}; fi; "
-              f"k=\"$t/key\"; {hostinfo.DKIM_PUBLIC_HALF} > \"$t/pub\"; [ -s \"$t/pub\" ]; "
+    and selector is taken over rather than made (its record is published already); a key made ahead
+    (`make_ahead`, waited for) is taken as it is. Names reach the shell quoted (validated names, quoted all the
+    same)."""
+    script = (f"{_JOB}; t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); "
+              f'if {_TAKE_OVER}; then cp "{OPENDKIM_KEY_DIR}/$d/$s.private" "$t/key"; '
+              f'k="$t/key"; {hostinfo.DKIM_PUBLIC_HALF} > "$t/pub"; '
+              f'elif [ -s {_AHEAD_KEY} ] && [ -s {_AHEAD_KEY}.pub ]; then mv {_AHEAD_KEY} "$t/key"; '
+              f'mv {_AHEAD_KEY}.pub "$t/pub"; else {_make(bits)}; fi; [ -s "$t/pub" ]; '
               f"install -d -m 750 -o {OWNER} -g {OWNER} \"{KEY_DIR}/$d\"; "
               f"chown {OWNER}:{OWNER} \"$t/key\" \"$t/pub\"; chmod 600 \"$t/key\"; chmod 644 \"$t/pub\"; "
               f"mv \"$t/pub\" \"{KEY_DIR}/$d/$s.$a.pub\"; mv \"$t/key\" \"{KEY_DIR}/$d/$s.$a\"; rm -rf \"$t\"")
     return StringCommand(
-        f"install -d -m 750 -o {OWNER} -g {OWNER} {KEY_DIR} && rm -rf {KEY_DIR}/.new.* && for job in", *jobs,
-        "; do echo \"$job\"; done | xargs -P $(nproc) -I JOB sh -ec", QuoteString(script), "sh JOB")
+        f"timeout 900 sh -c 'while {AHEAD_RUNNING}; do sleep 0.1; done';",
+        f"install -d -m 750 -o {OWNER} -g {OWNER} {KEY_DIR} && rm -rf {KEY_DIR}/.new.* &&", _each(missing, script),
+        f"&& rm -rf {AHEAD}")
 
 
 def public_halves_command(keys: list[tuple[str, str, str]]) -> StringCommand:
@@ -152,7 +189,7 @@ def signing_keys_exist(keys: list[tuple[str, str, str]], bits: int):
     """Every (domain, selector, algorithm) has its key, made on the host; directories 0750 and keys 0600, owned
     by rspamd's user. One operation for all domains: a key is a few hundred ms of CPU at most, made in
     parallel."""
-    present = host.get_fact(DkimKeyFiles)
+    present = read_once(DkimKeyFiles)
     wanted = {KEY_DIR: "750", **{f"{KEY_DIR}/{d}": "750" for d, _, _ in keys},
               **{key_path(*key): "600" for key in keys}}
     missing = [key for key in keys if key_path(*key) not in present]
@@ -205,6 +242,16 @@ def remove_command(keys: list[dkim_keys.KeyId]) -> StringCommand:
              for p in (key_path(*key), public_path(*key), dkim_keys.marker(key, "published"),
                        dkim_keys.marker(key, "retired"))]
     return StringCommand("rm -f", *paths)
+
+
+@deploy("dkim")
+def make_ahead(spec: Spec) -> None:
+    """Before the install: the keys this run will make are made in the background meanwhile (100 domains' are
+    ~15 s of CPU; the install leaves a core to spare). `apply` waits for them and takes them."""
+    present = read_once(DkimKeyFiles)
+    if missing := [key for key in signing_keys(spec) if key_path(*key) not in present]:
+        server.shell(name="DKIM keys are made meanwhile (in the background)",
+                     commands=[make_ahead_command(missing, spec.dkim.key_bits)])
 
 
 @deploy("dkim")

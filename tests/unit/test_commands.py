@@ -8,7 +8,7 @@ import subprocess
 import types
 
 from roles.certbot import ready_command, request_command
-from roles.dkim import make_keys_command
+from roles.dkim import make_ahead_command, make_keys_command
 
 HOSTILE = ["`touch /tmp/pwned`", "$(id)", "a;reboot;#", "x' || true '", "line\nbreak", "two words"]
 
@@ -82,6 +82,10 @@ def test_certbot_gets_each_spec_value_as_one_argument():
 def test_dkim_key_jobs_are_quoted_words():
     for value in HOSTILE:
         words = tokens(make_keys_command([("example.org", "mail", "rsa"), (f"ex{value}.org", "s", "ed25519")], 2048))
+        start = words.index("in") + 1
+        assert words[start:words.index(";", start)] == ["example.org/mail/rsa", f"ex{value}.org/s/ed25519"]
+        outer = tokens(make_ahead_command([("example.org", "mail", "rsa"), (f"ex{value}.org", "s", "ed25519")], 2048))
+        words = tokens(outer[outer.index("-c") + 1])  # the background job, as `sh -c` gets it
         start = words.index("in") + 1
         assert words[start:words.index(";", start)] == ["example.org/mail/rsa", f"ex{value}.org/s/ed25519"]
 

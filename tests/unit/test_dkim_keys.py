@@ -19,7 +19,7 @@ from mailhost.verify.checks.host import check_key_files
 from mailhost.verify.checks.lookup import LookupTimeout
 from mailhost.verify.checks.probe import _DELIVERY_HEADERS, judge_arc, judge_signatures, judge_srs
 from mailhost.verify.result import Status
-from roles.dkim import _MAKE, make_keys_command, public_halves_command
+from roles.dkim import _MAKE, AHEAD, AHEAD_RUNNING, make_ahead_command, make_keys_command, public_halves_command
 
 
 HASH = "{SHA512-CRYPT}$6$rounds=100000$abcdefgh$" + "x" * 86
@@ -74,8 +74,10 @@ def test_each_key_signs_mail_that_verifies_with_the_record_published_from_the_ho
 
 
 def run_on(key_dir, command) -> None:
-    """A role's command run here against `key_dir` as the key directory, root standing in for rspamd's user."""
-    text = command.get_raw_value().replace(hostinfo.DKIM_KEY_DIR, str(key_dir))
+    """A role's command run here against `key_dir` as the key directory (and `<key_dir>-ahead` for the keys made
+    ahead), root standing in for rspamd's user."""
+    text = str(command if isinstance(command, str) else command.get_raw_value())
+    text = text.replace(hostinfo.DKIM_KEY_DIR, str(key_dir)).replace(AHEAD, f"{key_dir}-ahead")
     subprocess.run(["sh", "-c", text.replace(hostinfo.DKIM_KEY_OWNER, "root")], check=True)
 
 
@@ -90,6 +92,20 @@ def test_made_keys_have_their_public_halves_beside_them_and_older_keys_get_their
     assert kept == worked_out and worked_out[keys[0]].startswith("MII") and len(worked_out[keys[1]]) == 44
     run_on(keys_dir, public_halves_command(keys))  # a host whose keys were made before the halves were kept
     assert {key: (keys_dir / key[0] / f"{key[1]}.{key[2]}.pub").read_text() for key in keys} == worked_out
+
+
+def test_keys_made_ahead_in_the_background_are_the_keys_taken(tmp_path):
+    keys_dir, ahead = tmp_path / "keys", tmp_path / "keys-ahead"
+    keys = [("example.org", "mail", "rsa"), ("example.org", "ed25519", "ed25519"), ("example.net", "mail", "rsa")]
+    run_on(keys_dir, make_ahead_command(keys[:2], 2048))  # returns at once: the job goes on in the background
+    run_on(keys_dir, f"timeout 60 sh -c 'while {AHEAD_RUNNING}; do sleep 0.1; done'")
+    made = {key: (ahead / key[0] / f"{key[1]}.{key[2]}").read_text() for key in keys[:2]}
+    assert all(made.values()) and not (ahead / "example.net").exists()
+    run_on(keys_dir, make_keys_command(keys, 2048))  # takes the two made ahead, makes the third
+    assert {key: (keys_dir / key[0] / f"{key[1]}.{key[2]}").read_text() for key in keys[:2]} == made
+    assert (keys_dir / "example.net" / "mail.rsa").read_text().startswith("-----BEGIN PRIVATE KEY")
+    assert host_fact(keys_dir)[keys[0]] == (keys_dir / "example.org" / "mail.rsa.pub").read_text()
+    assert not ahead.exists()  # nothing of them is left behind
 
 
 def test_the_public_half_kept_is_read_unless_the_key_changed_after_it(tmp_path):
