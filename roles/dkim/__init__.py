@@ -144,7 +144,7 @@ def _each(jobs: list[tuple[str, str, str]], script: str) -> StringCommand:
 
 
 def make_ahead_command(missing: list[tuple[str, str, str]], bits: int) -> StringCommand:
-    """Start making `missing` under AHEAD in the background, at low priority (the install goes first), unless
+    """Start making `missing` under AHEAD in the background, on idle cycles only (the install goes first), unless
     a job still runs; a key OpenDKIM has is left to be taken over, and a key made by an earlier, cut-off job is
     kept. Each key appears whole or not at all (renamed from a scratch directory). Without openssl yet, nothing."""
     script = (f"{_JOB}; [ -s {_AHEAD_KEY} ] && exit 0; {_TAKE_OVER} && exit 0; t=$(mktemp -d {AHEAD}/.new.XXXXXX); "
@@ -153,7 +153,7 @@ def make_ahead_command(missing: list[tuple[str, str, str]], bits: int) -> String
     job = StringCommand(f"rm -rf {AHEAD}/.new.* &&", _each(missing, script))
     return StringCommand(
         f"command -v openssl >/dev/null || exit 0; install -d -m 700 {AHEAD} && if {AHEAD_RUNNING}; then :; else",
-        "setsid nice -n 10 sh -c", QuoteString(StringCommand(f": dkim-ahead;", job)),
+        "setsid chrt --idle 0 sh -c", QuoteString(StringCommand(f": dkim-ahead;", job)),
         f">/dev/null 2>&1 </dev/null & echo $! >{AHEAD_PID}; fi")
 
 
@@ -246,8 +246,9 @@ def remove_command(keys: list[dkim_keys.KeyId]) -> StringCommand:
 
 @deploy("dkim")
 def make_ahead(spec: Spec) -> None:
-    """Before the install: the keys this run will make are made in the background meanwhile (100 domains' are
-    ~15 s of CPU; the install leaves a core to spare). `apply` waits for them and takes them."""
+    """Before the install: the keys this run will make are made in the background meanwhile, on the cycles
+    the install leaves (100 domains' are ~15-20 s of CPU; a VPS's install mostly waits on its mirror).
+    `apply` waits for them and takes them."""
     present = read_once(DkimKeyFiles)
     if missing := [key for key in signing_keys(spec) if key_path(*key) not in present]:
         server.shell(name="DKIM keys are made meanwhile (in the background)",
