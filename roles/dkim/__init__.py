@@ -161,7 +161,7 @@ def make_keys_command(missing: list[tuple[str, str, str]], bits: int) -> StringC
     """One job per key, as many at once as the host has cores; each key made in a scratch directory and
     renamed into place, so an interrupted run leaves no half key. An RSA key OpenDKIM has under the same domain
     and selector is taken over rather than made (its record is published already); a key made ahead
-    (`make_ahead`, waited for) is taken as it is. Names reach the shell quoted (validated names, quoted all the
+    (`make_ahead`: waited for, its job raised to normal priority now that the keys are needed) is taken as it is. Names reach the shell quoted (validated names, quoted all the
     same)."""
     script = (f"{_JOB}; t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); "
               f'if {_TAKE_OVER}; then cp "{OPENDKIM_KEY_DIR}/$d/$s.private" "$t/key"; '
@@ -172,7 +172,8 @@ def make_keys_command(missing: list[tuple[str, str, str]], bits: int) -> StringC
               f"chown {OWNER}:{OWNER} \"$t/key\" \"$t/pub\"; chmod 600 \"$t/key\"; chmod 644 \"$t/pub\"; "
               f"mv \"$t/pub\" \"{KEY_DIR}/$d/$s.$a.pub\"; mv \"$t/key\" \"{KEY_DIR}/$d/$s.$a\"; rm -rf \"$t\"")
     return StringCommand(
-        f"timeout 900 sh -c 'while {AHEAD_RUNNING}; do sleep 0.1; done';",
+        f"if {AHEAD_RUNNING}; then for p in $(pgrep -s \"$(cat {AHEAD_PID})\"); do chrt --other -p 0 \"$p\"; done;",
+        f"fi >/dev/null 2>&1; timeout 900 sh -c 'while {AHEAD_RUNNING}; do sleep 0.1; done';",
         f"install -d -m 750 -o {OWNER} -g {OWNER} {KEY_DIR} && rm -rf {KEY_DIR}/.new.* &&", _each(missing, script),
         f"&& rm -rf {AHEAD}")
 

@@ -106,6 +106,10 @@ def test_keys_made_ahead_in_the_background_are_the_keys_taken(tmp_path):
     assert (keys_dir / "example.net" / "mail.rsa").read_text().startswith("-----BEGIN PRIVATE KEY")
     assert host_fact(keys_dir)[keys[0]] == (keys_dir / "example.org" / "mail.rsa.pub").read_text()
     assert not ahead.exists()  # nothing of them is left behind
+    other = tmp_path / "other"
+    run_on(other, make_ahead_command(keys, 2048))
+    run_on(other, make_keys_command(keys, 2048))  # at once: the job still runs, and is waited for
+    assert all((other / d / f"{s}.{a}").read_text() for d, s, a in keys) and not (tmp_path / "other-ahead").exists()
 
 
 def test_the_public_half_kept_is_read_unless_the_key_changed_after_it(tmp_path):
