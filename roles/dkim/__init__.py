@@ -131,10 +131,18 @@ _TAKE_OVER = f'[ "$a" = rsa ] && [ -f "{OPENDKIM_KEY_DIR}/$d/$s.private" ]'
 _AHEAD_KEY = f'"{AHEAD}/$d/$s.$a"'
 
 
+_HALF = f'k="$t/key"; {hostinfo.DKIM_PUBLIC_HALF} > "$t/pub"'  # "$t/key"'s public half in "$t/pub"
+
+
 def _make(bits: int) -> str:
     """Shell: a new key of algorithm $a in "$t/key", its public half in "$t/pub"."""
-    return (f'if [ "$a" = rsa ]; then bits={int(bits)}; {_MAKE["rsa"]}; else {_MAKE["ed25519"]}; fi; '
-            f'k="$t/key"; {hostinfo.DKIM_PUBLIC_HALF} > "$t/pub"')
+    return f'if [ "$a" = rsa ]; then bits={int(bits)}; {_MAKE["rsa"]}; else {_MAKE["ed25519"]}; fi; {_HALF}'
+
+
+def _missing(keys: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Those of `keys` the host lacks (as read before the run)."""
+    present = read_once(DkimKeyFiles)
+    return [key for key in keys if key_path(*key) not in present]
 
 
 def _each(jobs: list[tuple[str, str, str]], script: str) -> StringCommand:
@@ -161,11 +169,10 @@ def make_keys_command(missing: list[tuple[str, str, str]], bits: int) -> StringC
     """One job per key, as many at once as the host has cores; each key made in a scratch directory and
     renamed into place, so an interrupted run leaves no half key. An RSA key OpenDKIM has under the same domain
     and selector is taken over rather than made (its record is published already); a key made ahead
-    (`make_ahead`: waited for, its job raised to normal priority now that the keys are needed) is taken as it is. Names reach the shell quoted (validated names, quoted all the
-    same)."""
+    (`make_ahead`: waited for, its job raised to normal priority now that the keys are needed) is taken as it
+    is. Names reach the shell quoted (validated names, quoted all the same)."""
     script = (f"{_JOB}; t=$(mktemp -d {KEY_DIR}/.new.XXXXXX); "
-              f'if {_TAKE_OVER}; then cp "{OPENDKIM_KEY_DIR}/$d/$s.private" "$t/key"; '
-              f'k="$t/key"; {hostinfo.DKIM_PUBLIC_HALF} > "$t/pub"; '
+              f'if {_TAKE_OVER}; then cp "{OPENDKIM_KEY_DIR}/$d/$s.private" "$t/key"; {_HALF}; '
               f'elif [ -s {_AHEAD_KEY} ] && [ -s {_AHEAD_KEY}.pub ]; then mv {_AHEAD_KEY} "$t/key"; '
               f'mv {_AHEAD_KEY}.pub "$t/pub"; else {_make(bits)}; fi; [ -s "$t/pub" ]; '
               f"install -d -m 750 -o {OWNER} -g {OWNER} \"{KEY_DIR}/$d\"; "
@@ -193,7 +200,7 @@ def signing_keys_exist(keys: list[tuple[str, str, str]], bits: int):
     present = read_once(DkimKeyFiles)
     wanted = {KEY_DIR: "750", **{f"{KEY_DIR}/{d}": "750" for d, _, _ in keys},
               **{key_path(*key): "600" for key in keys}}
-    missing = [key for key in keys if key_path(*key) not in present]
+    missing = _missing(keys)
     if missing:
         yield make_keys_command(missing, bits)
     if halves := [key for key in keys if key_path(*key) in present and public_path(*key) not in present]:
@@ -250,8 +257,7 @@ def make_ahead(spec: Spec) -> None:
     """Before the install: the keys this run will make are made in the background meanwhile, on the cycles
     the install leaves (100 domains' are ~15-20 s of CPU; a VPS's install mostly waits on its mirror).
     `apply` waits for them and takes them."""
-    present = read_once(DkimKeyFiles)
-    if missing := [key for key in signing_keys(spec) if key_path(*key) not in present]:
+    if missing := _missing(signing_keys(spec)):
         server.shell(name="DKIM keys are made meanwhile (in the background)",
                      commands=[make_ahead_command(missing, spec.dkim.key_bits)])
 
