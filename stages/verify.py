@@ -8,6 +8,7 @@ operations, so it never verifies.
 
 from __future__ import annotations
 
+import threading
 
 from pyinfra import host, logger, state
 from pyinfra.api import operation
@@ -20,9 +21,21 @@ from mailhost.verify import Target, verify
 _TARGETS: dict[str, Target] = {}  # host name -> what to verify
 
 
+# Shell commands at once on the host's one SSH connection: verify runs its on-host checks side by side, and
+# sshd serves at most MaxSessions (10 by default) sessions on a connection, counting a session until both
+# sides have closed it; more are refused ("open failed: Connect failed").
+SESSIONS = 4
+
+
 def _runner(pyinfra_host):
+    sessions = threading.BoundedSemaphore(SESSIONS)
+
     def run(command: str) -> str:
-        ok, output = pyinfra_host.run_shell_command(command)
+        try:
+            with sessions:
+                ok, output = pyinfra_host.run_shell_command(command)
+        except Exception as exc:  # paramiko's, whose text names no secret; the check reports it as not done
+            raise OSError(f"no shell on {pyinfra_host.name}: {exc.__class__.__name__}") from None
         if not ok and not output.stdout:
             raise OSError(f"command failed on {pyinfra_host.name}: {output.stderr[-300:]}")
         return output.stdout

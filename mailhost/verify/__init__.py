@@ -172,13 +172,29 @@ def run_checks(target: Target) -> Iterable[Result]:
     jobs.append(lambda: check_reverse(spec.hostname, addresses, res))
     jobs += _service_checks(target, addresses, lookup, fresh, query, host_dkim)
     if shell:
-        jobs += [lambda: host_checks.check_services(shell, spec), lambda: host_checks.check_resolver(shell, spec),
+        jobs += [on_host(spec.hostname, job) for job in (
+                 lambda: host_checks.check_services(shell, spec), lambda: host_checks.check_resolver(shell, spec),
                  lambda: host_checks.check_fail2ban(shell, spec), lambda: host_checks.check_key_files(shell, spec),
                  lambda: host_checks.check_open_ports(shell, spec, addresses[0]),
                  lambda: host_checks.check_dkim_rotation(spec, host_dkim), lambda: host_checks.check_srs(shell, spec),
                  lambda: host_checks.check_spam_learning(shell, spec),
-                 lambda: host_checks.check_mta_sts_resolver(shell, spec)]
+                 lambda: host_checks.check_mta_sts_resolver(shell, spec))]
     yield from run_jobs(jobs)
+
+
+def on_host(hostname: str, job: Job) -> Job:
+    """An on-host check whose shell is lost midway reports what it found and that it could not finish,
+    instead of taking the whole report down with it."""
+    def run() -> list[Result]:
+        results: list[Result] = []
+        try:
+            for result in job():
+                results.append(result)
+        except OSError as exc:
+            results.append(error("host.access", hostname, f"an on-host check not finished: {exc}",
+                                 "check SSH access to the host and run verify again"))
+        return results
+    return run
 
 
 def _service_checks(target: Target, addresses: list[str], lookup, fresh, query,

@@ -202,3 +202,43 @@ def test_checks_run_at_once_but_the_host_sees_a_few_connections_at_a_time():
     assert [r.subject for r in results] == [str(i) for i in range(12)] + ["99"]
     assert 2 <= most[0] <= 3
     assert clock.monotonic() - start < 12 * 0.05  # still far quicker than one after the other
+
+
+def test_verify_in_the_deploy_opens_few_shells_at_once_and_a_lost_one_is_an_error_in_the_report():
+    """The deploy's verify shares pyinfra's one SSH connection, on which sshd refuses an eleventh session: the
+    runner keeps its commands to SESSIONS at a time, and a refused channel becomes an OSError that the on-host
+    check reports (with what it found before), not an exception that ends pyinfra."""
+    import threading
+    import time as clock
+    from types import SimpleNamespace
+    from paramiko.ssh_exception import ChannelException
+    from mailhost.verify import on_host, run_jobs
+    from mailhost.verify.result import Status, ok
+    from stages import verify as stage
+    running, most, lock = [0], [0], threading.Lock()
+
+    class Host:
+        name = "mail"
+
+        def run_shell_command(self, command):
+            if command == "refused":
+                raise ChannelException(2, "Connect failed")
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            clock.sleep(0.05)
+            with lock:
+                running[0] -= 1
+            return True, SimpleNamespace(stdout=command, stderr="")
+
+    run = stage._runner(Host())
+    outputs = list(run_jobs([lambda i=i: [ok("x", run(f"echo {i}"), "done")] for i in range(12)]))
+    assert [r.subject for r in outputs] == [f"echo {i}" for i in range(12)]
+    assert most[0] == stage.SESSIONS
+
+    def check():
+        yield ok("host.first", "mail", run("seen"))
+        yield ok("host.second", "mail", run("refused"))
+    results = on_host("mail.example.org", check)()
+    assert [(r.check, r.status) for r in results] == [("host.first", Status.OK), ("host.access", Status.ERROR)]
+    assert "not finished: no shell on mail: ChannelException" in results[1].message
