@@ -15,6 +15,7 @@ import argparse
 import base64
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -84,7 +85,8 @@ def route53() -> Iterator[Backend]:
     os.environ.update({"AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
                        "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"],
                        "AWS_DEFAULT_REGION": "us-east-1"})
-    with MotoRoute53() as aws:
+    with MotoRoute53() as aws, tempfile.TemporaryDirectory() as cache:
+        os.environ["XDG_CACHE_HOME"] = cache  # zone IDs remembered by this run's syncs only
         client = aws.client()
 
         def add_zone(name: str, crowd: int) -> None:

@@ -20,7 +20,7 @@ from typing import TypeVar
 from mailhost.spec import Spec
 
 from .plan import Record, ZonePlan, diff
-from .providers import DnsError, Provider, WriteUncertain, Zone, make_provider
+from .providers import DnsError, Provider, WriteUncertain, Zone, ZoneNotFound, make_provider
 from .records import HostFacts, RecordSet, desired_records
 from .signing import SigningReport, report
 
@@ -73,12 +73,22 @@ class DnsSync:
         """Read every zone and diff it (no writes). Missing zones fail here, before anything changes."""
         wanted = self.desired_by_zone(facts)
         zones = self.provider.zones(list(wanted)) or dict(zip(wanted, self.each_zone(self.provider.zone, wanted)))
-        existing = dict(zip(zones, self.each_zone(
-            lambda name: self.provider.records(zones[name], [d.key for d in wanted[name]]), zones)))
+        read = dict(zip(wanted, self.each_zone(lambda name: self._read(zones[name], wanted[name]), wanted)))
         self._known = {d.key for sets in wanted.values() for d in sets if d.rdatas is not None} | \
-            {(r.name, r.rdtype) for records in existing.values() for r in records}
-        return [ZoneState(zones[name], desired, self._diff(zones[name], desired, existing[name], self._known))
-                for name, desired in wanted.items()]
+            {(r.name, r.rdtype) for _, records in read.values() for r in records}
+        return [ZoneState(zone, wanted[name], self._diff(zone, wanted[name], records, self._known))
+                for name, (zone, records) in read.items()]
+
+    def _read(self, zone: Zone, desired: list[RecordSet]) -> tuple[Zone, list[Record]]:
+        """The zone and its records; found anew when its handle, remembered from an earlier run, is gone."""
+        keys = [d.key for d in desired]
+        try:
+            return zone, self.provider.records(zone, keys)
+        except ZoneNotFound:
+            if not self.provider.forget(zone):
+                raise
+            zone = self.provider.zone(zone.name)
+            return zone, self.provider.records(zone, keys)
 
     def check(self, states: list[ZoneState], force: bool = False) -> None:
         """Refuse the whole run on any conflict or (unless forced) any unsafe zone plan."""

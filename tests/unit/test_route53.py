@@ -25,6 +25,7 @@ from mailhost.dns.providers import ConcurrentChange, DnsError, WriteUncertain, Z
 from mailhost.dns.providers import route53_names
 from mailhost.dns.providers.route53 import Route53Provider, _name, batches
 from mailhost.dns.providers.route53_names import covers, in_order
+from mailhost.dns.providers.route53_zones import cache_file
 from mailhost.dns.records import HostFacts, RecordSet, rdata, txt
 from mailhost.dns.signing import ds_of_keys, normal_ds
 from mailhost.dns.sync import DnsSync
@@ -58,8 +59,9 @@ def dkim() -> str:
 @pytest.fixture
 def aws(server, monkeypatch, tmp_path):
     """The server emptied, and an environment whose only AWS credentials are fake ones (no ~/.aws, no
-    instance metadata: nothing is asked beyond 127.0.0.1)."""
+    instance metadata: nothing is asked beyond 127.0.0.1), and no zone IDs remembered from other tests."""
     server.reset()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for var in [v for v in os.environ if v.startswith("AWS_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE")
@@ -171,8 +173,8 @@ def test_fresh_sync_publishes_everything_in_one_batch_and_a_rerun_only_reads(aws
     aws.seen.clear()
     again, states = run(spec, facts(dkim))
     assert states[0].plan.changes == [] and not states[0].plan.conflicts
-    assert (again.requests.reads, again.requests.writes) == (2, 0)  # the zone and one page
-    assert [m for _, m, _ in aws.seen] == ["GET", "GET"]  # the server agrees
+    assert (again.requests.reads, again.requests.writes) == (1, 0)  # one page: the zone's ID is remembered
+    assert [m for _, m, _ in aws.seen] == ["GET"]  # the server agrees
 
 
 def test_a_2048_bit_dkim_key_is_stored_in_255_byte_strings_and_reads_back_equal(aws, zone_id, dkim):
@@ -199,10 +201,10 @@ def test_every_page_is_read_and_350_foreign_sets_survive(aws, zone_id, dkim):
     assert ("_mailhost.example.org", "TXT") in zone  # the index of our names, written with the records
 
     again, states = run(make_spec(aws), facts(dkim))
-    # The zone, the page from the apex (the apex and the first foreign names), the page from our first
-    # underscore name on (_dmarc...: ours, the host's names); the foreign sets between them were not read.
+    # The page from the apex (the apex and the first foreign names), the page from our first underscore name
+    # on (_dmarc...: ours, the host's names); the foreign sets between them were not read.
     assert states[0].plan.changes == [] and states[0].plan.existing_count < 350 + 4 + 1 + 19  # NS, SOA, ours
-    assert (again.requests.reads, again.requests.writes) == (3, 0)
+    assert (again.requests.reads, again.requests.writes) == (2, 0)
 
 
 def crowd(aws: MotoRoute53, zone_id: str, count: int = 1000) -> None:
@@ -218,8 +220,9 @@ def test_a_no_op_in_a_crowded_zone_reads_only_around_our_names(aws, zone_id, dki
     aws.seen.clear()
     again, states = run(make_spec(aws), facts(dkim))
     assert states[0].plan.changes == [] and not states[0].plan.conflicts
-    # The zone; a page from the apex (our underscore names, then h0...); one from `mail` (the host's names).
-    assert (again.requests.reads, again.requests.writes) == (3, 0)
+    # A page from the apex (our underscore names, then h0...); one from `mail` (the host's names). The zone's
+    # ID is the one the first run found: finding it by name would be a third request.
+    assert (again.requests.reads, again.requests.writes) == (2, 0)
     assert states[0].plan.existing_count < 1000  # the thousand records in between were not read
 
 
@@ -235,7 +238,7 @@ def test_our_records_at_names_no_longer_wanted_are_found_through_the_index_and_d
         not in zone
     assert "TXT:zz._domainkey" not in " ".join(zone["_mailhost.example.org", "TXT"])  # the index forgot it
     third, states = run(make_spec(aws), facts(dkim))
-    assert states[0].plan.changes == [] and (third.requests.reads, third.requests.writes) == (3, 0)
+    assert states[0].plan.changes == [] and (third.requests.reads, third.requests.writes) == (2, 0)
 
 
 def test_a_zone_set_up_before_the_index_gets_one_and_is_read_by_name_after(aws, zone_id, dkim, monkeypatch):
@@ -248,7 +251,7 @@ def test_a_zone_set_up_before_the_index_gets_one_and_is_read_by_name_after(aws, 
     assert states[0].plan.changes == [] and upgraded.requests.writes == 1  # the index alone
     assert "A:mail" in " ".join(rrsets(aws, zone_id)["_mailhost.example.org", "TXT"])
     after, _ = run(make_spec(aws), facts(dkim))
-    assert (after.requests.reads, after.requests.writes) == (3, 0)
+    assert (after.requests.reads, after.requests.writes) == (2, 0)
 
 
 def test_another_owners_index_value_is_kept_beside_ours(aws, zone_id, dkim):
@@ -277,10 +280,11 @@ def test_many_zones_are_found_with_one_listing_of_the_accounts_zones(aws, dkim):
     for name in names:
         aws.create_zone(name)
     spec = make_spec(aws, domains=names)
-    run(spec, facts(dkim))
+    first, _ = run(spec, facts(dkim))
+    assert first.requests.reads == 2 + 5 + 5  # the count, the zones, a page each, GetChange each
     again, states = run(spec, facts(dkim))
     assert all(s.plan.changes == [] for s in states)
-    assert (again.requests.reads, again.requests.writes) == (2 + 5, 0)  # the count, the zones, a page each
+    assert (again.requests.reads, again.requests.writes) == (5, 0)  # a page each: the zones' IDs are remembered
     aws.create_zone("private.example", private=True)
     with pytest.raises(DnsError, match="zone d9.example: no public Route53 hosted zone"):
         run(make_spec(aws, domains=names + ["d9.example"]), facts(dkim))
@@ -510,6 +514,48 @@ def test_two_public_zones_of_one_name_are_ambiguous(aws, dkim):
     with pytest.raises(DnsError, match="ambiguous") as caught:
         provider.zone("example.org")
     assert first in str(caught.value) and second in str(caught.value)
+
+
+def test_a_remembered_zone_that_is_gone_is_found_by_name_again(aws, zone_id, dkim):
+    """The ID an earlier run found names a zone deleted since (a new zone of the same name took its place):
+    the run finds the zone by name, publishes into it, and remembers the new ID."""
+    run(make_spec(aws), facts(dkim))
+    cache = cache_file()
+    table = json.loads(cache.read_text())
+    (ids,) = table.values()
+    assert ids == {"example.org": zone_id}
+    ids["example.org"] = "Z0DELETEDZONE"
+    cache.write_text(json.dumps(table))
+    provider, states = run(make_spec(aws, dkim={"selectors": ["mail", "zz"]}), facts_with(dkim, "zz"))
+    assert [c.name for c in states[0].plan.changes] == ["zz._domainkey.example.org"]
+    assert states[0].zone.id == zone_id and ("zz._domainkey.example.org", "TXT") in rrsets(aws, zone_id)
+    assert list(json.loads(cache.read_text()).values()) == [{"example.org": zone_id}]
+    assert provider.requests.writes == 1
+
+
+def test_a_second_zone_of_the_name_stops_a_write_to_the_remembered_one(aws, zone_id, dkim):
+    """Finding a zone by name refuses two public zones of one name; a remembered ID cannot see the second,
+    so before a write the zone is found by name again: nothing is written to either zone."""
+    run(make_spec(aws), facts(dkim))
+    second = aws.create_zone("example.org")
+    noop, states = run(make_spec(aws), facts(dkim))  # reads alone: no write, no check needed
+    assert states[0].plan.changes == [] and (noop.requests.reads, noop.requests.writes) == (1, 0)
+    before = rrsets(aws, zone_id)
+    with pytest.raises(DnsError, match="2 public Route53 hosted zones have this name.*ambiguous") as caught:
+        run(make_spec(aws, dkim={"selectors": ["mail", "zz"]}), facts_with(dkim, "zz"))
+    assert zone_id in str(caught.value) and second in str(caught.value)
+    assert rrsets(aws, zone_id) == before and ("zz._domainkey.example.org", "TXT") not in rrsets(aws, second)
+    assert change_batches(aws) == 1  # the first run's
+
+
+def test_the_remembered_ids_hold_no_credential_and_a_broken_file_costs_a_request(aws, zone_id, dkim):
+    run(make_spec(aws), facts(dkim))
+    text = cache_file().read_text()
+    assert zone_id in text and "AKIAFAKE" not in text and SECRET not in text
+    cache_file().write_text("{not json")
+    again, states = run(make_spec(aws), facts(dkim))
+    assert states[0].plan.changes == [] and (again.requests.reads, again.requests.writes) == (2, 0)
+    assert zone_id in cache_file().read_text()
 
 
 def test_missing_credentials_fail_before_any_request(aws, monkeypatch):

@@ -107,6 +107,11 @@ class Provider(ABC):
         (ZoneNotFound as `zone`); None: find them one by one."""
         return None
 
+    def forget(self, zone: Zone) -> bool:
+        """`zone`'s handle came from an earlier run and the zone proved gone: forget it. True when there was
+        one to forget (the zone is then found anew); a provider that remembers nothing answers False."""
+        return False
+
     @abstractmethod
     def records(self, zone: Zone, wanted: Collection[tuple[str, str]] | None = None) -> list[Record]:
         """The zone's records with their owners, except DNSSEC records and ownership markers: every one, or

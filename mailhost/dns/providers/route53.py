@@ -12,7 +12,8 @@ equals it, so where mailhost wants that name and type the plan shows a conflict 
 overwriting it; and if one is adopted anyway, `apply` refuses before sending anything.
 
 A sync reads a zone only around the names it plans for and the names its index lists
-(`route53_names.py`): a few requests, however many records others keep in the zone.
+(`route53_names.py`): a few requests, however many records others keep in the zone. It finds the zone by
+the ID an earlier run found (`route53_zones.py`), and by name only the first time and before a write.
 
 DNSSEC (`route53_dnssec.py`): a key-signing key backed by a KMS key in us-east-1.
 """
@@ -45,6 +46,7 @@ from .base import (ConcurrentChange, DnsError, Provider, WriteUncertain, Zone, Z
                    marker_changes, marker_name)
 from .route53_dnssec import Route53Dnssec
 from .route53_names import covers, in_order, index_name, index_values, parse_index
+from .route53_zones import ZoneIds, account_key
 
 DNSSEC_REGION = "us-east-1"  # Route53 is global; its DNSSEC keys must live in KMS us-east-1
 PAGE_SIZE = "300"  # the most ListResourceRecordSets returns per page
@@ -167,6 +169,7 @@ class Route53Provider(Route53Dnssec, Provider):
         try:
             session = boto3.session.Session(profile_name=config.aws_profile)
             credentials = session.get_credentials()
+            access_key_id = credentials.access_key if credentials else ""
         except botocore.exceptions.ProfileNotFound:
             raise DnsError(f"dns.provider.aws_profile: AWS profile {config.aws_profile!r} not found "
                            f"(~/.aws/config, ~/.aws/credentials)") from None
@@ -188,6 +191,8 @@ class Route53Provider(Route53Dnssec, Provider):
         self.domains = self._client(session, "route53domains")
         # zone id -> (our names index as last listed, the (name, type) keys we own there): `apply` keeps the index
         self._indexes: dict[str, tuple[dict[str, Any] | None, set[tuple[str, str]]]] = {}
+        self.zone_ids = ZoneIds(account_key(config.endpoint, access_key_id))
+        self._remembered: set[str] = set()  # zone ids taken from `zone_ids`, not yet found by name this run
 
     def _client(self, session: boto3.session.Session, service: str, retries: dict | None = None) -> Any:
         config = Config(retries=retries or {"mode": "standard", "max_attempts": 5},
@@ -218,20 +223,52 @@ class Route53Provider(Route53Dnssec, Provider):
 
     # -- zones and records ---------------------------------------------------------------------------
     def zone(self, name: str) -> Zone:
+        """The zone by the ID an earlier run found (no request), else found by name."""
+        remembered = self.zone_ids.get(name)
+        if remembered is None:
+            return self._found(name)
+        self._remembered.add(remembered)
+        return Zone(name, remembered)
+
+    def _found(self, name: str) -> Zone:
         listed = self._call(self.route53, "list_hosted_zones_by_name", DNSName=name, MaxItems="100")
-        return _pick(name, listed["HostedZones"])
+        zone = _pick(name, listed["HostedZones"])
+        self.zone_ids.put(name, zone.id)
+        return zone
 
     def zones(self, names: Sequence[str]) -> dict[str, Zone] | None:
         """Every hosted zone of the account, page by page (100 a request), when that takes fewer requests
-        than finding each of `names` (one request each)."""
-        if len(names) < 3:
+        than finding each of `names` no earlier run found (one request each)."""
+        unknown = [name for name in names if self.zone_ids.get(name) is None]
+        if len(unknown) < 3:
             return None
         count = self._call(self.route53, "get_hosted_zone_count")["HostedZoneCount"]
-        if -(-count // ZONES_PAGE) + 1 >= len(names):
+        if -(-count // ZONES_PAGE) + 1 >= len(unknown):
             return None
         hosted = list(self._listed("list_hosted_zones", "HostedZones", "listing hosted zones",
                                    PaginationConfig={"PageSize": str(ZONES_PAGE)}))
-        return {name: _pick(name, hosted) for name in names}
+        zones = {name: _pick(name, hosted) for name in names}
+        for zone in zones.values():
+            self.zone_ids.put(zone.name, zone.id)
+            self._remembered.discard(zone.id)
+        return zones
+
+    def forget(self, zone: Zone) -> bool:
+        if zone.id not in self._remembered:
+            return False
+        self._remembered.discard(zone.id)
+        self.zone_ids.put(zone.name, None)
+        return True
+
+    def _confirm(self, zone: Zone) -> None:
+        """Before a write to a zone known by a remembered ID: is it still the one public zone of its name?"""
+        if zone.id not in self._remembered:
+            return
+        found = self._found(zone.name)  # DnsError when another zone of the name has appeared
+        if found.id != zone.id:
+            raise DnsError(f"zone {zone.name}: the hosted zone of this name is {found.id} now, not {zone.id} as "
+                           f"read; nothing written, run again")
+        self._remembered.discard(zone.id)
 
     def _rrsets(self, zone: Zone) -> Iterator[dict[str, Any]]:
         try:
@@ -338,6 +375,7 @@ class Route53Provider(Route53Dnssec, Provider):
         into several requests (`batches`); atomicity is then per request, and each record set travels
         with its marker; our names index (`route53_names`) follows. Waits until Route53 serves the change
         (the ACME HTTP-01 step needs the records)."""
+        self._confirm(zone)
         groups = [self._route53_changes(zone, change) for change in changes]
         index = self._index_changes(zone, changes)  # last: a name leaves it once its records are gone
         for batch in batches(groups + ([index] if index else [])):

@@ -54,6 +54,7 @@ class Route53Dnssec:
             if ours and ours["Status"] != "INACTIVE":
                 raise DnsError(f"zone {zone.name}: key-signing key {name} is {ours['Status']}: "
                                f"{ours.get('StatusMessage', '')}; fix it in Route53 (often the KMS key's policy)")
+            self._confirm(zone)
             if ours:
                 answer = self._call(self.route53, "activate_key_signing_key", HostedZoneId=zone.id, Name=name)
             else:
@@ -63,6 +64,7 @@ class Route53Dnssec:
             self._wait(zone, answer["ChangeInfo"]["Id"])
             changed = True
         if state["Status"]["ServeSignature"] != "SIGNING":
+            self._confirm(zone)
             answer = self._call(self.route53, "enable_hosted_zone_dnssec", HostedZoneId=zone.id)
             self._wait(zone, answer["ChangeInfo"]["Id"])
             changed = True
