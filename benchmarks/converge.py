@@ -90,7 +90,8 @@ def main() -> None:
     for key, label, shown, target in (
             ("ratio", "fresh converge / plain apt-get", "{:.2f}", f"<= {TARGETS['ratio']}"),
             ("noop", "no-op re-run", "{:.1f} s", f"<= {TARGETS['noop']:.0f} s, 0 changes"),
-            ("verify_first", "verify, first contact", "{:.1f} s", "postscreen's greet pause: 6 s"),
+            ("verify_first", "verify, first contact", "{:.1f} s",
+             f"<= {TARGETS['verify']:.0f} s (greet pause 3 s)"),
             ("verify", "verify, again", "{:.1f} s", f"<= {TARGETS['verify']:.0f} s"),
             ("memory_before", "stack resident set, before mail", "{:.0f} MB", f"<= {TARGETS['memory']} MB"),
             ("memory_after", "stack resident set, after mail", "{:.0f} MB", f"<= {TARGETS['memory']} MB"),

@@ -203,8 +203,9 @@ def _service_checks(target: Target, addresses: list[str], lookup, fresh, query,
     either, and another machine may answer on one); TLS versions (a service's setting, two handshakes more per
     port), CAA against the served certificate's CA and SMTP policy on the first; DNSBLs; the probe message.
 
-    postscreen holds a client it has not seen before in its greet pause (6 s) on every connection it opens
-    until one has passed; one greeting per address goes first, and the other port-25 checks wait for it."""
+    postscreen holds a client it has not seen before in its greet pause (3 s on our hosts, 6 s by Postfix's
+    default) on every connection it opens until one has passed; one greeting per address goes first, and the
+    other port-25 checks wait for it."""
     from .checks import smtp, tls
     from .checks.probe import check_probe
     spec, address = target.spec, addresses[0]

@@ -257,6 +257,67 @@ def test_no_open_relay_and_no_auth_before_tls(lab, mail):
         assert code == 554, "submission without AUTH must be refused"
 
 
+# Two SMTP sessions on port 25 from one address: a bot's, which talks as soon as postscreen's teaser ("220-")
+# arrives, and a client's, which waits for the rest of the greeting. Each then sends EHLO, MAIL, RCPT and QUIT;
+# prints the reply codes and how long the client's greeting took.
+GREET_TEST = r"""
+import json, socket, time
+HOST, RCPT = {host!r}, {rcpt!r}
+
+def replies(sock):
+    buf = b""
+    while True:
+        while b"\r\n" not in buf:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\r\n", 1)
+        yield line.decode(errors="replace")
+
+def reply(lines):
+    for line in lines:
+        if line[3:4] != "-":
+            return line
+    return ""
+
+def session(bot):
+    sock = socket.create_connection((HOST, 25), timeout=30)
+    start, lines = time.monotonic(), replies(sock)
+    teaser = next(lines)
+    greeting = "" if bot else reply(lines)  # a bot talks now; postscreen greets it no further
+    waited = time.monotonic() - start
+    answers = []
+    for command in ("EHLO client.example.net", "MAIL FROM:<someone@example.net>", f"RCPT TO:<{{RCPT}}>", "QUIT"):
+        sock.sendall(command.encode() + b"\r\n")
+        answers.append(reply(lines)[:3])
+    return {{"teaser": teaser[:4], "greeting": greeting[:3], "waited": round(waited, 2), "answers": answers}}
+
+print(json.dumps([session(True), session(False)]))
+"""
+
+
+def test_postscreen_turns_away_a_client_that_talks_first_and_passes_one_that_waits(lab, mail):
+    """postscreen's pregreet test on a new client (the lab's outsider, which has not spoken SMTP to this host
+    before): talking before the greeting has ended gets RCPT refused (550) and a PREGREET line in the log; the
+    same address waiting its turn sits out the greet pause (3 s here, 6 s by Postfix's default) and is
+    accepted."""
+    started = int(time.time())
+    script = GREET_TEST.format(host=mail.host.address, rcpt=mail.mailboxes[0])
+    done = subprocess.run(lab.outsider_argv([sys.executable, "-c", script]), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    bot, client = json.loads(done.stdout)
+    assert bot["teaser"] == "220-" and bot["answers"][:3] == ["250", "250", "550"], bot  # RCPT refused
+    assert client["teaser"] == "220-" and client["greeting"] == "220", client
+    assert client["answers"] == ["250", "250", "250", "221"], client
+    assert client["waited"] >= 2.5, client  # the greet pause: the client was new to postscreen
+    log = mail.host.ssh(f"journalctl --no-pager -q --since @{started} SYSLOG_IDENTIFIER=postfix/postscreen").stdout
+    assert "PREGREET 25 after" in log and f"from [{lab.cfg.outsider}]" in log, log[-2000:]
+    assert re.search(rf"PASS (NEW|OLD) \[{re.escape(lab.cfg.outsider)}\]", log), log[-2000:]
+    assert mail.host.ssh("postconf -h postscreen_greet_wait").stdout.strip() == "${stress?{2}:{3}}s"
+
+
 def test_a_user_cannot_send_as_another_user(lab, mail):
     me, other = mail.mailboxes[0], mail.mailboxes[1]
     with smtplib.SMTP(mail.hostname, 587, timeout=30) as smtp:

@@ -63,7 +63,7 @@ def test_banner_closed_and_silent(closed_port, silent_port):
 
 
 def test_banner_waits_out_a_greet_pause():
-    # postscreen's way: "220-" at once, the rest of the greeting only after a pause (6 s on a real host), longer
+    # postscreen's way: "220-" at once, the rest of the greeting only after a pause (3 s on our hosts), longer
     # than one step's timeout; a client that waits is greeted, one that talks first is taken for a bot.
     listener = socket.create_server((LOCAL, 0))
 
