@@ -34,27 +34,28 @@ def account_key(endpoint: str | None, access_key_id: str) -> str:
 class ZoneIds:
     """The zone IDs an account's earlier runs found, by zone name."""
 
-    def __init__(self, account: str, path: Path | None = None):
+    def __init__(self, account: str):
         self.account = account
-        self.path = path or cache_file()
+        self.path = cache_file()
 
-    def _all(self) -> dict[str, dict[str, str]]:
+    def _read(self) -> tuple[dict, dict]:
+        """The whole file's table of accounts and this account's table of zones ({} for anything unreadable)."""
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        ids = data.get(self.account)
+        return data, ids if isinstance(ids, dict) else {}
 
     def get(self, name: str) -> str | None:
-        zone_id = self._all().get(self.account, {}).get(name)
+        zone_id = self._read()[1].get(name)
         return zone_id if isinstance(zone_id, str) else None
 
     def put(self, name: str, zone_id: str | None) -> None:
         """Remember `zone_id` for `name` (None: forget it). Read, changed and renamed into place whole, so
         two runs at once lose at most an entry (one request the next time), never the file."""
-        data = self._all()
-        ids = data.get(self.account)
-        ids = ids if isinstance(ids, dict) else {}
+        data, ids = self._read()
         if ids.get(name) == zone_id:
             return
         if zone_id is None:
