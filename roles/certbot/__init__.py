@@ -88,16 +88,17 @@ def request_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCom
 
 def ready_command(spec: Spec, certificates: dict[str, list[str]], whole: bool = True) -> StringCommand:
     """Wait for the background issuance (`whole`), or only until `certificates` are there (the job goes on with
-    the others); fail with certbot's last words and a hint if one is missing."""
-    names = ", ".join(domain for domains in certificates.values() for domain in domains)
-    hint = (f"ACME: could not get a certificate for {names}: do their A/AAAA (or CNAME) records point at this "
-            "host, and is port 80 reachable?")
-    files = [bit for name in certificates for bit in ("-s", QuoteString(f"/etc/letsencrypt/live/{name}/fullchain.pem"),
-                                                      "-a")][:-1]
+    the others); if one is missing, fail with certbot's last words and the names of each missing one."""
+    paths = {name: QuoteString(f"/etc/letsencrypt/live/{name}/fullchain.pem") for name in certificates}
+    files = [bit for path in paths.values() for bit in ("-s", path, "-a")][:-1]
     wait = (f"timeout 900 sh -c 'while {RUNNING}; do sleep 0.2; done'; rm -f {PID};" if whole else
             StringCommand("timeout 900 sh -c", QuoteString(StringCommand(
                 f"while {RUNNING} && ! test", *files, "; do sleep 0.2; done")), ";"))
-    return StringCommand(wait, "test", *files, f"|| {{ tail -n 20 {LOG} >&2; echo", QuoteString(hint), ">&2; exit 1; }")
+    missing = [StringCommand("test", "-s", path, "||", "echo", QuoteString(
+        f"ACME: no certificate {name} for {', '.join(certificates[name])}"), ">&2;") for name, path in paths.items()]
+    hint = "Do these names' A/AAAA (or CNAME) records point at this host, and is port 80 reachable?"
+    return StringCommand(wait, "test", *files, f"|| {{ tail -n 20 {LOG} >&2;", *missing, "echo", QuoteString(hint),
+                         ">&2; exit 1; }")
 
 
 class Certificates(FactBase):

@@ -110,7 +110,10 @@ def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
     data["tls"]["acme_directory"] = f"https://{lab.cfg.gateway}:1/dir"  # nothing listens there
     no_ca.write_text(yaml.safe_dump(data))
     failed = run_deploy([host], {"spec": str(no_ca)})
-    assert failed.returncode != 0 and "could not get a certificate" in failed.output, failed.output[-2000:]
+    assert failed.returncode != 0, failed.output[-2000:]
+    # The hint names the certificate the services need, which was waited for, and not the standby one.
+    assert f"ACME: no certificate {env.hostname} for {env.hostname}" in failed.output, failed.output[-2000:]
+    assert f"no certificate {env.hostname}-b" not in failed.output, failed.output[-2000:]
     assert "Connection refused" in failed.output or "Failed to establish" in failed.output, failed.output[-2000:]
     first = run_deploy([host], {"spec": str(env.spec_path)}).check()
     assert first.changed

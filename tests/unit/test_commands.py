@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import types
 
-from roles.certbot import ready_command, request_command
+from roles.certbot import STATE, ready_command, request_command
 from roles.dkim import make_ahead_command, make_keys_command
 
 HOSTILE = ["`touch /tmp/pwned`", "$(id)", "a;reboot;#", "x' || true '", "line\nbreak", "two words"]
@@ -77,6 +77,32 @@ def test_certbot_gets_each_spec_value_as_one_argument():
         loop = tokens(partial[4])
         assert loop[loop.index("!") + 1:loop.index(";")] == ["test", *files]
         assert partial[partial.index("test", 5) + 1:partial.index("||")] == files
+
+
+def test_a_failed_issuance_names_the_missing_certificates_only(tmp_path):
+    """The hint after certbot's words names each certificate that is not there, with its names, and not the ones
+    that are (with 100 domains, a list of every name hid the one that failed). Run by a real shell, with the
+    paths moved under tmp_path."""
+    spec = spec_with("mail.example.org", "postmaster@example.org", "https://ca/dir")
+    certificates = {"mail.example.org": ["mail.example.org"],
+                    "mail.example.org-web-1": ["mta-sts.example.org", "autoconfig.example.org"]}
+    (tmp_path / "live/mail.example.org").mkdir(parents=True)
+    (tmp_path / "live/mail.example.org/fullchain.pem").write_text("a chain\n")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state/certbot.log").write_text("Some challenges have failed.\n")
+    for whole in (True, False):
+        text = (ready_command(spec, certificates, whole=whole).get_raw_value()
+                .replace("/etc/letsencrypt/live/", f"{tmp_path}/live/").replace(STATE, f"{tmp_path}/state"))
+        done = subprocess.run(["sh", "-c", text], capture_output=True, text=True, timeout=10)
+        assert done.returncode == 1, done
+        assert "Some challenges have failed." in done.stderr
+        assert "ACME: no certificate mail.example.org-web-1 for mta-sts.example.org, autoconfig.example.org" \
+            in done.stderr
+        assert "no certificate mail.example.org for" not in done.stderr
+    (tmp_path / "live/mail.example.org-web-1").mkdir()
+    (tmp_path / "live/mail.example.org-web-1/fullchain.pem").write_text("a chain\n")
+    done = subprocess.run(["sh", "-c", text], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0 and done.stderr == "", done
 
 
 def jobs_start(words: list[str]) -> int:
