@@ -86,6 +86,11 @@ def request_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCom
         "setsid", "sh", "-c", QuoteString(StringCommand(job, "true")), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")
 
 
+def _some(names: list[str], shown: int = 4) -> str:
+    """The first few of a certificate's names (a web certificate of 100 domains has 100 of them)."""
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
 def ready_command(spec: Spec, certificates: dict[str, list[str]], whole: bool = True) -> StringCommand:
     """Wait for the background issuance (`whole`), or only until `certificates` are there (the job goes on with
     the others); if one is missing, fail with certbot's last words and the names of each missing one."""
@@ -95,7 +100,7 @@ def ready_command(spec: Spec, certificates: dict[str, list[str]], whole: bool = 
             StringCommand("timeout 900 sh -c", QuoteString(StringCommand(
                 f"while {RUNNING} && ! test", *files, "; do sleep 0.2; done")), ";"))
     missing = [StringCommand("test", "-s", path, "||", "echo", QuoteString(
-        f"ACME: no certificate {name} for {', '.join(certificates[name])}"), ">&2;") for name, path in paths.items()]
+        f"ACME: no certificate {name} for {_some(certificates[name])}"), ">&2;") for name, path in paths.items()]
     hint = "Do these names' A/AAAA (or CNAME) records point at this host, and is port 80 reachable?"
     return StringCommand(wait, "test", *files, f"|| {{ tail -n 20 {LOG} >&2;", *missing, "echo", QuoteString(hint),
                          ">&2; exit 1; }")

@@ -80,12 +80,13 @@ def test_certbot_gets_each_spec_value_as_one_argument():
 
 
 def test_a_failed_issuance_names_the_missing_certificates_only(tmp_path):
-    """The hint after certbot's words names each certificate that is not there, with its names, and not the ones
-    that are (with 100 domains, a list of every name hid the one that failed). Run by a real shell, with the
-    paths moved under tmp_path."""
+    """The hint after certbot's words names each certificate that is not there, with its first few names, and not
+    the ones that are (with 100 domains, a list of every name hid which certificate failed, and certbot's words
+    with it). Run by a real shell, with the paths moved under tmp_path."""
     spec = spec_with("mail.example.org", "postmaster@example.org", "https://ca/dir")
     certificates = {"mail.example.org": ["mail.example.org"],
-                    "mail.example.org-web-1": ["mta-sts.example.org", "autoconfig.example.org"]}
+                    "mail.example.org-web-1": [f"{web}.d{n}.example.org" for n in range(50)
+                                               for web in ("mta-sts", "autoconfig")]}
     (tmp_path / "live/mail.example.org").mkdir(parents=True)
     (tmp_path / "live/mail.example.org/fullchain.pem").write_text("a chain\n")
     (tmp_path / "state").mkdir()
@@ -96,8 +97,8 @@ def test_a_failed_issuance_names_the_missing_certificates_only(tmp_path):
         done = subprocess.run(["sh", "-c", text], capture_output=True, text=True, timeout=10)
         assert done.returncode == 1, done
         assert "Some challenges have failed." in done.stderr
-        assert "ACME: no certificate mail.example.org-web-1 for mta-sts.example.org, autoconfig.example.org" \
-            in done.stderr
+        assert ("ACME: no certificate mail.example.org-web-1 for mta-sts.d0.example.org, autoconfig.d0.example.org, "
+                "mta-sts.d1.example.org, autoconfig.d1.example.org and 96 more\n") in done.stderr
         assert "no certificate mail.example.org for" not in done.stderr
     (tmp_path / "live/mail.example.org-web-1").mkdir()
     (tmp_path / "live/mail.example.org-web-1/fullchain.pem").write_text("a chain\n")
