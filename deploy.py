@@ -4,14 +4,16 @@ The inventory names each host's spec (host data `spec`); it is validated before 
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
 up (package scripts, certbot's HTTP-01 challenge). The DKIM keys the run needs are made in the background
-while the packages install (100 domains' take ~15 s of CPU; the dkim role takes them). The firewall opens 80
+while the packages install (100 domains' RSA keys take ~25 s of CPU on the lab machine; the dkim role takes them). The firewall opens 80
 before certbot; certbot's issuance (mostly waiting for the CA, one certificate after the other) runs in the
 background while the host's resolver is set up, the keys are put in place and Fail2Ban is configured (certbot
 looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes first and
 exists before they do, the others (the standby key's, the web names') while they are configured. The DKIM keys
-and the certificates' keys (TLSA) are published once all exist. rspamd comes last: its package's first start
+and the certificates' keys (TLSA) are published once those exist. rspamd comes late: its package's first start
 compiles pattern caches (~10 s of CPU) while the install and the other services go on, and its restart with
-our config waits for that (Postfix accepts mail meanwhile: milter_default_action = accept). After the last operation,
+our config waits for that (Postfix accepts mail meanwhile: milter_default_action = accept). nginx comes last,
+once the web names' certificates exist (asked for last; with 100 domains, 200 names to validate, so the DNS keys
+and rspamd go on meanwhile). After the last operation,
 `mailhost verify` checks the host from outside and prints its report; errors make the run exit
 non-zero.
 """
@@ -46,11 +48,12 @@ postsrsd.apply(spec)  # before Postfix asks it to rewrite forwarded mail's sende
 mta_sts_resolver.apply(spec)  # the policy map Postfix asks before sending
 postfix.apply(spec)
 dkim.retire_opendkim()  # (hosts set up when OpenDKIM signed) now that Postfix no longer uses it
-certbot.issued(spec)  # the others, issued meanwhile: the standby key's (TLSA) and the web names' (nginx)
+certbot.issued(spec, standby_only=True)  # issued meanwhile: the standby key's, for TLSA
 published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec) or dkim.rotating(spec))  # DKIM, TLSA
 certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
 dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
-nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
 rspamd.apply(spec)
+certbot.issued(spec)  # the web names' (100 domains: 200 names, the CA's longest work), issued meanwhile
+nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
     verify.apply(spec)

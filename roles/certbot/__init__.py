@@ -258,13 +258,20 @@ def ready(spec: Spec) -> None:
 
 
 @deploy("certbot")
-def issued(spec: Spec) -> None:
-    """Every certificate exists: the standby slot's (its key goes into TLSA) and the web names' (nginx)."""
+def issued(spec: Spec, standby_only: bool = False) -> None:
+    """Every certificate exists (nginx loads the web names'), or with `standby_only` the standby key's (its key
+    goes into TLSA; the job makes it before the web names', which may still be on their way)."""
     in_use, whole = _waited_for(spec)
     if whole or not (missing := missing_certificates(spec)):
         return  # `ready` waited for them all
-    if rest := {name: domains for name, domains in missing.items() if name != in_use}:
-        server.shell(name=f"Certificates for {', '.join(rest)} are obtained", commands=[ready_command(spec, missing)])
+    standby = rollover.other(spec, in_use)
+    web = {name: domains for name, domains in missing.items() if name not in (in_use, standby)}
+    if standby_only:
+        if standby in missing:
+            server.shell(name=f"Certificate {standby} is obtained",
+                         commands=[ready_command(spec, {standby: missing[standby]}, whole=not web)])
+    elif web:
+        server.shell(name=f"Certificates for {', '.join(web)} are obtained", commands=[ready_command(spec, missing)])
 
 
 @deploy("certbot")
