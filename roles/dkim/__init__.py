@@ -145,20 +145,22 @@ def _missing(keys: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return [key for key in keys if key_path(*key) not in present]
 
 
-def _each(jobs: list[tuple[str, str, str]], script: str) -> StringCommand:
-    """`script` once per (domain, selector, algorithm), as many at once as the host has cores."""
+def _each(jobs: list[tuple[str, str, str]], script: str, cores: str = "$(nproc)") -> StringCommand:
+    """`script` once per (domain, selector, algorithm), `cores` (a shell word) at once: as many as the host has."""
     return StringCommand("for job in", *(QuoteString(f"{d}/{s}/{a}") for d, s, a in jobs),
-                         "; do echo \"$job\"; done | xargs -P $(nproc) -I JOB sh -ec", QuoteString(script), "sh JOB")
+                         f"; do echo \"$job\"; done | xargs -P {cores} -I JOB sh -ec", QuoteString(script), "sh JOB")
 
 
 def make_ahead_command(missing: list[tuple[str, str, str]], bits: int) -> StringCommand:
-    """Start making `missing` under AHEAD in the background, on idle cycles only (the install goes first), unless
-    a job still runs; a key OpenDKIM has is left to be taken over, and a key made by an earlier, cut-off job is
-    kept. Each key appears whole or not at all (renamed from a scratch directory). Without openssl yet, nothing."""
+    """Start making `missing` under AHEAD in the background, on idle cycles only and leaving one core alone (the
+    install goes first: on the 2-core lab, keys made on both cores slowed a 100-domain install by 7-9 s even
+    at idle priority), unless a job still runs; a key OpenDKIM has is left to be taken over, and a key made by an
+    earlier, cut-off job is kept. Each key appears whole or not at all (renamed from a scratch directory).
+    Without openssl yet, nothing."""
     script = (f"{_JOB}; [ -s {_AHEAD_KEY} ] && exit 0; {_TAKE_OVER} && exit 0; t=$(mktemp -d {AHEAD}/.new.XXXXXX); "
               f'{_make(bits)}; [ -s "$t/pub" ]; mkdir -p "{AHEAD}/$d"; mv "$t/pub" {_AHEAD_KEY}.pub; '
               f'mv "$t/key" {_AHEAD_KEY}; rm -rf "$t"')
-    job = StringCommand(f"rm -rf {AHEAD}/.new.* &&", _each(missing, script))
+    job = StringCommand(f"rm -rf {AHEAD}/.new.* &&", _each(missing, script, cores="$(nproc --ignore=1)"))
     return StringCommand(
         f"command -v openssl >/dev/null || exit 0; install -d -m 700 {AHEAD} && if {AHEAD_RUNNING}; then :; else",
         "setsid chrt --idle 0 sh -c", QuoteString(StringCommand(f": dkim-ahead;", job)),
