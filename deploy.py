@@ -9,11 +9,12 @@ before certbot; certbot's issuance (mostly waiting for the CA, one certificate a
 background while the host's resolver is set up, the keys are put in place and Fail2Ban is configured (certbot
 looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes first and
 exists before they do, the others (the standby key's, the web names') while they are configured. The DKIM keys
-and the certificates' keys (TLSA) are published once those exist. rspamd comes late: its package's first start
+and the certificates' keys (TLSA) are published once those exist, while the CA still validates the web names
+(asked for last; 200 names with 100 domains), which nginx needs. rspamd comes last: its package's first start
 compiles pattern caches (~10 s of CPU) while the install and the other services go on, and its restart with
-our config waits for that (Postfix accepts mail meanwhile: milter_default_action = accept). nginx comes last,
-once the web names' certificates exist (asked for last; with 100 domains, 200 names to validate, so the DNS keys
-and rspamd go on meanwhile). After the last operation,
+our config waits for that (Postfix accepts mail meanwhile: milter_default_action = accept). Restarted any
+earlier, it found the first start's regexp caches unfinished, compiled them anew after the restart, and its
+main process loaded them after rspamd-trim had run. After the last operation,
 `mailhost verify` checks the host from outside and prints its report; errors make the run exit
 non-zero.
 """
@@ -52,8 +53,8 @@ certbot.issued(spec, standby_only=True)  # issued meanwhile: the standby key's, 
 published = dns.publish_keys(spec, dns_pending or certbot.rotating(spec) or dkim.rotating(spec))  # DKIM, TLSA
 certbot.mark_published(spec, published)  # when the standby key's TLSA went out: the next rollover waits from then
 dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
-rspamd.apply(spec)
 certbot.issued(spec)  # the web names' (100 domains: 200 names, the CA's longest work), issued meanwhile
 nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
+rspamd.apply(spec)  # last: its package's first start may still be compiling (see below)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
     verify.apply(spec)
