@@ -4,8 +4,8 @@ The inventory names each host's spec (host data `spec`); it is validated before 
 Stages: install the whole package set in one apt transaction, then configure and activate each
 service in dependency order. DNS comes first, so the host name resolves before anything looks it
 up (package scripts, certbot's HTTP-01 challenge). The DKIM keys the run needs are made in the background
-while the packages install (100 domains' RSA keys take ~25 s of CPU on the lab machine; the dkim role takes them). The firewall opens 80
-before certbot; certbot's issuance (mostly waiting for the CA, one certificate after the other) runs in the
+while the packages install (100 domains' RSA keys take ~25 s of CPU on the lab machine; the dkim role takes
+them). The firewall opens 80 before certbot; certbot's issuance (mostly waiting for the CA, one certificate after the other) runs in the
 background while the host's resolver is set up, the keys are put in place and Fail2Ban is configured (certbot
 looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes first and
 exists before they do, the others (the standby key's, the web names') while they are configured. The DKIM keys
