@@ -55,6 +55,6 @@ certbot.mark_published(spec, published)  # when the standby key's TLSA went out:
 dkim.mark_published(spec)  # when new DKIM keys went out: a rotation to them waits from then
 certbot.issued(spec)  # the web names' (100 domains: 200 names, the CA's longest work), issued meanwhile
 nginx.apply(spec)  # MTA-STS policy and client autoconfig over HTTPS (the web names' certificates exist now)
-rspamd.apply(spec)  # last: its package's first start may still be compiling (see below)
+rspamd.apply(spec)  # last: its package's first start may still be compiling (the docstring above says why)
 if host.data.get("verify", True):  # `--data verify=false` skips the report (e.g. to time the host stage alone)
     verify.apply(spec)
