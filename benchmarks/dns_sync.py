@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""DNS sync cost per provider: API requests (reads/writes) per zone for a fresh and a no-op sync, the
-no-op in a zone crowded with others' records, and the time to sync 100 zones.
+"""DNS sync cost per provider: API requests (reads/writes) per zone for a fresh and a no-op sync, a fresh
+host's deploy (two writes: how often it reads the zone), the no-op in a zone crowded with others' records,
+and the time to sync 100 zones.
 
     .venv/bin/python benchmarks/dns_sync.py [--zones 100] [--crowd 1000] [--no-lab]
 
@@ -55,14 +56,38 @@ def spec_for(zones: list[str], provider: dict):
                        "dns": {"provider": provider}})
 
 
-def sync_once(zones: list[str], backend: Backend, key: str) -> tuple[float, int, int]:
+ADDRESSES = ("198.18.0.77", "fd6d:6c68:6c61::4d")
+
+
+def facts_for(zones: list[str], key: str) -> HostFacts:
+    return HostFacts(ADDRESSES, {(z, s, a): key for z in zones for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))},
+                     {f"mail.{zones[0]}": key, f"mail.{zones[0]}-b": key})
+
+
+def sync_for(zones: list[str], backend: Backend) -> DnsSync:
     spec = spec_for(zones, backend.provider)
-    sync = DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner))
-    facts = HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {(z, s, a): key for z in zones
-                                                              for s, a in (("mail", "rsa"), ("ed25519", "ed25519"))})
+    return DnsSync(spec, make_provider(spec.dns.provider, spec.dns_owner))
+
+
+def sync_once(zones: list[str], backend: Backend, key: str) -> tuple[float, int, int]:
+    sync = sync_for(zones, backend)
     start = time.monotonic()
-    sync.apply(sync.plan(facts))
+    sync.apply(sync.plan(facts_for(zones, key)))
     return time.monotonic() - start, sync.provider.requests.reads, sync.provider.requests.writes
+
+
+def deploy_once(zones: list[str], backend: Backend, key: str) -> tuple[int, int, int]:
+    """A fresh host's deploy, as `stages/dns` runs it: plan while preparing (no keys yet), publish what is
+    known, then the keys the host made. Returns (reads of the zone's records, read requests, write requests)."""
+    sync = sync_for(zones, backend)
+    listings = []
+    records = sync.provider.records
+    sync.provider.records = lambda *args: listings.append(args) or records(*args)
+    no_keys = HostFacts(ADDRESSES, {}, {})
+    sync.plan(no_keys)
+    sync.apply(sync.plan(no_keys))
+    sync.apply(sync.plan(facts_for(zones, key)))
+    return len(listings), sync.provider.requests.reads, sync.provider.requests.writes
 
 
 @contextmanager
@@ -125,6 +150,9 @@ def measure(backend: Backend, zones: int, crowd: int, tag: str) -> None:
     backend.add_zone(one, 0)
     fresh = sync_once([one], backend, key)
     noop = sync_once([one], backend, key)
+    deployed = f"deploy-{tag}.test"
+    backend.add_zone(deployed, 0)
+    deploy = deploy_once([deployed], backend, key)
     crowded = f"crowd-{tag}.test"
     backend.add_zone(crowded, crowd)
     sync_once([crowded], backend, key)
@@ -139,6 +167,8 @@ def measure(backend: Backend, zones: int, crowd: int, tag: str) -> None:
     print(f"{backend.name}:")
     print(f"  one zone, fresh sync:        {fresh[1]} reads, {fresh[2]} writes ({fresh[0] * 1000:.0f} ms)")
     print(f"  one zone, no-op sync:        {noop[1]} reads, {noop[2]} writes ({noop[0] * 1000:.0f} ms)")
+    print(f"  one zone, a fresh host's deploy (plan, publish, publish keys): the zone read {deploy[0]} time(s); "
+          f"{deploy[1]} reads, {deploy[2]} writes")
     print(f"  zone with {crowd} others' records, no-op: {crowded_noop[1]} reads, {crowded_noop[2]} writes "
           f"({crowded_noop[0] * 1000:.0f} ms)")
     print(f"  {zones} zones, fresh sync:      {fresh_many[0]:.1f} s ({fresh_many[1]} reads, {fresh_many[2]} writes; "

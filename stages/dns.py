@@ -9,7 +9,8 @@ the certificate's key, and publishes them; on a host that has them already it do
 
 The plan is made while pyinfra prepares, from the facts as they are then: conflicts, unsafe plans
 and missing zones stop the deploy before the host is touched. Writes happen during execution, after
-the host is read again. A converged host makes no write, and the operations report no change.
+the host is read again, and are planned against the zones as read while preparing (each zone is read
+once per run: `DnsSync`). A converged host makes no write, and the operations report no change.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def _facts(fresh: bool = False) -> HostFacts:
                      tls_keys=read(TlsPublicKeys))
 
 
+_SYNCS: dict[str, DnsSync] = {}  # host name -> its sync, made while preparing (one run per process)
+
+
+def _sync(spec: Spec) -> DnsSync:
+    """The host's sync: one per run, so that its zones' readings serve every step."""
+    if host.name not in _SYNCS:
+        _SYNCS[host.name] = DnsSync.for_spec(spec)
+    return _SYNCS[host.name]
+
+
 def _show(states: list[ZoneState], sync: DnsSync) -> None:
     for state in states:
         logger.info(f"    DNS zone {state.zone.name} ({sync.provider.describe()}):")
@@ -58,7 +69,7 @@ def _publish(state, host, spec: Spec, force: bool, final: bool) -> bool:
     """Execution time: read the host again, plan again, write. Only the final step insists that every
     value is known."""
     try:
-        sync = DnsSync.for_spec(spec)
+        sync = _sync(spec)
         states = sync.apply(sync.plan(_facts(fresh=True)), force=force)
         for zone in states:
             for change in zone.plan.changes:
@@ -95,7 +106,7 @@ def publish(spec: Spec) -> bool:
         return False
     force = bool(host.data.get("dns_force"))
     try:
-        sync = DnsSync.for_spec(spec)
+        sync = _sync(spec)
         states = sync.plan(_facts())
         _show(states, sync)
         sync.check(states, force)  # conflicts and unsafe plans stop the deploy here, before any change

@@ -5,6 +5,13 @@ stops the run before any write), read every zone, diff, refuse on conflicts or u
 then write zone by zone (each write atomic where the provider can). A write whose outcome is unknown
 (server error, timeout) is not replayed blindly: the zone is read again and planned again.
 
+Each zone is read once per run. A deploy plans while pyinfra prepares and writes twice later (the records
+known at once, then the keys the host made): both writes are planned against that first reading, kept up to
+date with what this run wrote. The providers' writes say exactly what they replace (RFC 2136 prerequisites,
+Route53's DELETE of the set as listed, Cloudflare's record ids), so a zone someone changed meanwhile refuses
+the write and is read and planned again. A zone is read again before a plan that wants names its reading did
+not cover, or that changes a set this run already wrote (a provider's handles of what it wrote are unknown).
+
 Zones are independent, so reads, writes and signing reports run for several zones at once, as many
 as the provider's API allows (`Provider.parallel_zones`): 100 zones are not 100 round trips in a row.
 """
@@ -14,19 +21,28 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mailhost.spec import Spec
 
 from .plan import Record, ZonePlan, diff
-from .providers import DnsError, Provider, WriteUncertain, Zone, ZoneNotFound, make_provider
+from .providers import ConcurrentChange, DnsError, Provider, WriteUncertain, Zone, ZoneNotFound, make_provider
 from .records import HostFacts, RecordSet, desired_records
 from .signing import SigningReport, report
 
 WRITE_ATTEMPTS = 3
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass
+class Reading:
+    """A zone as last read, kept up to date with this run's writes to it."""
+    zone: Zone
+    records: list[Record]
+    covers: set[tuple[str, str]]  # the name/type pairs the reading was asked for
+    written: set[tuple[str, str]] = field(default_factory=set)  # sets written since (held as written)
 
 
 @dataclass
@@ -41,6 +57,7 @@ class DnsSync:
         self.spec = spec
         self.provider = provider
         self._known: set[tuple[str, str]] = set()  # name/type pairs that exist or get a value, in any zone
+        self._zones: dict[str, Reading] = {}  # each zone as read, with what this run wrote since
 
     @classmethod
     def for_spec(cls, spec: Spec) -> DnsSync:
@@ -70,25 +87,48 @@ class DnsSync:
                     self.provider.ttl_rules)
 
     def plan(self, facts: HostFacts) -> list[ZoneState]:
-        """Read every zone and diff it (no writes). Missing zones fail here, before anything changes."""
+        """Diff every zone against its reading (no writes), reading the zones this run has not read yet, or
+        whose reading no longer serves (see the module's docstring). Missing zones fail here, before anything
+        changes."""
         wanted = self.desired_by_zone(facts)
-        zones = self.provider.zones(list(wanted)) or dict(zip(wanted, self.each_zone(self.provider.zone, wanted)))
-        read = dict(zip(wanted, self.each_zone(lambda name: self._read(zones[name], wanted[name]), wanted)))
-        self._known = {d.key for sets in wanted.values() for d in sets if d.rdatas is not None} | \
-            {(r.name, r.rdtype) for _, records in read.values() for r in records}
-        return [ZoneState(zone, wanted[name], self._diff(zone, wanted[name], records, self._known))
-                for name, (zone, records) in read.items()]
+        self._read_zones(wanted, [name for name in wanted if name not in self._zones
+                                  or not {d.key for d in wanted[name]} <= self._zones[name].covers])
+        states = self._diff_all(wanted)
+        stale = [s.zone.name for s in states if {(c.name, c.rdtype) for c in s.plan.changes}
+                 & self._zones[s.zone.name].written]
+        if stale:
+            self._read_zones(wanted, stale)
+            states = self._diff_all(wanted)
+        return states
 
-    def _read(self, zone: Zone, desired: list[RecordSet]) -> tuple[Zone, list[Record]]:
-        """The zone and its records; found anew when its handle, remembered from an earlier run, is gone."""
-        keys = [d.key for d in desired]
+    def _read_zones(self, wanted: dict[str, list[RecordSet]], names: list[str]) -> None:
+        if not names:
+            return
+        known = {name: self._zones[name].zone for name in names if name in self._zones}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            known |= self.provider.zones(unknown) or dict(zip(unknown, self.each_zone(self.provider.zone, unknown)))
+        self.each_zone(lambda name: self._read(known[name], name, wanted[name]), names)
+
+    def _diff_all(self, wanted: dict[str, list[RecordSet]]) -> list[ZoneState]:
+        self._known = {d.key for sets in wanted.values() for d in sets if d.rdatas is not None} | \
+            {(r.name, r.rdtype) for name in wanted for r in self._zones[name].records}
+        return [ZoneState(self._zones[name].zone, wanted[name],
+                          self._diff(self._zones[name].zone, wanted[name], self._zones[name].records, self._known))
+                for name in wanted]
+
+    def _read(self, zone: Zone, name: str, desired: list[RecordSet]) -> Reading:
+        """Read the zone (found anew when its handle, remembered from an earlier run, is gone) and keep it."""
+        keys = {d.key for d in desired}
         try:
-            return zone, self.provider.records(zone, keys)
+            records = self.provider.records(zone, keys)
         except ZoneNotFound:
             if not self.provider.forget(zone):
                 raise
             zone = self.provider.zone(zone.name)
-            return zone, self.provider.records(zone, keys)
+            records = self.provider.records(zone, keys)
+        self._zones[name] = Reading(zone, records, keys)
+        return self._zones[name]
 
     def check(self, states: list[ZoneState], force: bool = False) -> None:
         """Refuse the whole run on any conflict or (unless forced) any unsafe zone plan."""
@@ -117,16 +157,28 @@ class DnsSync:
                 break
             try:
                 self.provider.apply(state.zone, state.plan.changes)
+                self._wrote(state)
                 break
-            except WriteUncertain as exc:
+            except (WriteUncertain, ConcurrentChange) as exc:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise DnsError(f"zone {state.zone.name}: writes keep failing ({exc}); the zone is as "
                                    f"the next plan shows") from None
-                existing = self.provider.records(state.zone, [d.key for d in state.desired])
-                plan = self._diff(state.zone, state.desired, existing, self._known)
-                state = ZoneState(state.zone, state.desired, plan)
+                reading = self._read(state.zone, state.plan.zone, state.desired)
+                plan = self._diff(reading.zone, state.desired, reading.records, self._known)
+                state = ZoneState(reading.zone, state.desired, plan)
                 self.check([state], force)
         return state
+
+    def _wrote(self, state: ZoneState) -> None:
+        """Keep the zone's reading as the write left it: the changed sets replaced by what was written."""
+        reading = self._zones[state.plan.zone]
+        changed = {(c.name, c.rdtype) for c in state.plan.changes}
+        records = [r for r in reading.records if (r.name, r.rdtype) not in changed]
+        for change in state.plan.changes:
+            records += change.kept
+            records += [Record(change.name, change.rdtype, change.ttl, rd, self.spec.dns_owner)
+                        for rd in (change.after.rdatas if change.after else ())]
+        reading.records, reading.written = records, reading.written | changed
 
     def signing_reports(self, states: list[ZoneState], enable: bool) -> list[SigningReport]:
         """DNSSEC state of each zone (signing turned on first where `enable` and the provider signs)."""

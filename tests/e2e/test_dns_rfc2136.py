@@ -154,10 +154,31 @@ def test_a_change_made_between_plan_and_apply_is_detected_not_overwritten(lab, z
     # Someone else creates the DMARC record after we read the zone.
     lab.dns.update(zone, lambda u: u.replace(dns.name.from_text(f"_dmarc.{zone}."), 300, "TXT", '"v=DMARC1; p=none"'))
     with pytest.raises(ConcurrentChange, match="changed since it was read"):
+        sync.provider.apply(states[0].zone, states[0].plan.changes)
+    # The sync reads the zone again on the refusal, finds the record someone else's, and refuses its plan.
+    with pytest.raises(DnsError, match=rf"_dmarc\.{zone} TXT: .* was not made by mailhost"):
         sync.apply(states)
     now = published(sync, zone)
     assert now[(f"_dmarc.{zone}", "TXT")] == {'"v=DMARC1; p=none"'}
     assert (zone, "MX") not in now, "a refused update must write nothing at all"
+
+
+def test_a_deploys_two_writes_are_planned_on_its_one_zone_transfer(lab, zone):
+    """Prepare (read, plan), write what is known, then the keys the host made: one AXFR in all."""
+    key = dkim_key()
+    sync = make_sync(lab, zone)
+    transfers = []
+    records = sync.provider.records
+    sync.provider.records = lambda *args: transfers.append(args) or records(*args)
+    no_keys = HostFacts(("198.18.0.77", "fd6d:6c68:6c61::4d"), {}, {})
+    assert sync.plan(no_keys)[0].plan.pending
+    sync.apply(sync.plan(no_keys))
+    final = sync.apply(sync.plan(facts(zone, key)))
+    assert {(c.name, c.rdtype) for c in final[0].plan.changes} >= {(f"mail._domainkey.{zone}", "TXT"),
+                                                                  (f"_25._tcp.mail.{zone}", "TLSA")}
+    assert len(transfers) == 1 and sync.provider.requests.writes == 2
+    again = make_sync(lab, zone)
+    assert again.plan(facts(zone, key))[0].plan.changes == []
 
 
 def test_bad_input_fails_before_any_write(lab, zone, tmp_path):

@@ -165,6 +165,31 @@ def test_fresh_sync_publishes_tagged_records_in_one_batch_and_a_rerun_is_free(fa
     assert provider.requests == Requests(reads=2, writes=0)
 
 
+def test_a_deploys_two_writes_are_planned_on_its_one_reading(fake, spec, keys):
+    """Prepare (read, plan), write what is known, then the keys the host made: the zone is listed once."""
+    provider = make_provider(spec().dns.provider, OWNER)
+    sync = DnsSync(spec(), provider)
+    no_keys = HostFacts(addresses=ADDRESSES, dkim_keys={}, tls_keys={})
+    assert sync.plan(no_keys)[0].plan.pending
+    sync.apply(sync.plan(no_keys))
+    sync.apply(sync.plan(facts(keys)))
+    assert published(fake) == expected(keys)
+    assert provider.requests == Requests(reads=2, writes=2)  # zone lookup, one page; two batches
+    provider, states = run(spec(), facts(keys))
+    assert [s.plan.changes for s in states] == [[]]
+
+
+def test_a_record_this_run_wrote_is_read_again_before_it_changes(fake, spec, keys):
+    """Cloudflare changes a record by its id, which a write does not tell: such a set is read again first."""
+    provider = make_provider(spec().dns.provider, OWNER)
+    sync = DnsSync(spec(), provider)
+    sync.apply(sync.plan(facts(keys)))
+    other = {**keys, "mail": spki()}
+    sync.apply(sync.plan(facts(other)))
+    assert published(fake) == expected(other)
+    assert provider.requests == Requests(reads=3, writes=2)  # one page more, before the second write
+
+
 def test_values_cloudflare_spells_differently_read_as_the_same(fake, spec, keys):
     """Float priorities (the SDK's 10.0), bare (unquoted) TXT and any TXT split give no perpetual diff."""
     key = keys["mail"]

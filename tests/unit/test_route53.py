@@ -26,7 +26,7 @@ from mailhost.dns.providers import route53_names
 from mailhost.dns.providers.route53 import Route53Provider, _name, batches
 from mailhost.dns.providers.route53_names import covers, in_order
 from mailhost.dns.providers.route53_zones import cache_file
-from mailhost.dns.records import HostFacts, RecordSet, rdata, txt
+from mailhost.dns.records import HostFacts, RecordSet, rdata, txt, txt_value
 from mailhost.dns.signing import ds_of_keys, normal_ds
 from mailhost.dns.sync import DnsSync
 from lab.route53_api import MotoRoute53
@@ -175,6 +175,52 @@ def test_fresh_sync_publishes_everything_in_one_batch_and_a_rerun_only_reads(aws
     assert states[0].plan.changes == [] and not states[0].plan.conflicts
     assert (again.requests.reads, again.requests.writes) == (1, 0)  # one page: the zone's ID is remembered
     assert [m for _, m, _ in aws.seen] == ["GET"]  # the server agrees
+
+
+def zone_reads(aws: MotoRoute53) -> int:
+    """ListResourceRecordSets requests the server received (reads of the zone's records)."""
+    return sum(1 for service, method, path in aws.seen if service == "route53" and method == "GET"
+               and path.endswith("/rrset"))
+
+
+def test_a_deploys_two_writes_are_planned_on_its_one_reading_and_the_index_follows(aws, zone_id, dkim):
+    """A deploy plans while preparing, writes what is known, then the keys the host made: one reading."""
+    spec = make_spec(aws)
+    provider = make_provider(spec.dns.provider, OWNER)
+    sync = DnsSync(spec, provider)
+    no_keys = HostFacts(addresses=ADDRESSES, dkim_keys={}, tls_keys={})
+    prepared = sync.plan(no_keys)
+    assert zone_reads(aws) == 1 and prepared[0].plan.pending
+    first = sync.apply(sync.plan(no_keys))
+    assert first[0].plan.changes and not any(c.name == "mail._domainkey.example.org" for c in first[0].plan.changes)
+    second = sync.apply(sync.plan(facts(dkim)))
+    assert {(c.name, c.rdtype) for c in second[0].plan.changes} >= {
+        ("mail._domainkey.example.org", "TXT"), ("_25._tcp.mail.example.org", "TLSA")}
+    assert zone_reads(aws) == 1  # both writes planned on the reading made while preparing
+    assert change_batches(aws) == 2
+
+    aws.seen.clear()
+    again, states = run(spec, facts(dkim))  # what a run from scratch finds: nothing to do, and an index of it all
+    assert states[0].plan.changes == [] and again.requests.writes == 0
+    owned = {(r.name, r.rdtype) for r in again.records(states[0].zone) if r.owner == OWNER}
+    index = rrsets(aws, zone_id)[route53_names.index_name("example.org"), "TXT"]
+    assert route53_names.parse_index("example.org", OWNER, [txt_value(rdata("TXT", v)) for v in index]) == owned
+    assert ("mail._domainkey.example.org", "TXT") in owned
+
+
+def test_a_later_write_to_a_set_this_run_wrote_reads_the_zone_again(aws, zone_id, dkim):
+    """Route53 needs a set's listing to replace it: one written this run is read again first."""
+    spec = make_spec(aws)
+    sync = DnsSync(spec, make_provider(spec.dns.provider, OWNER))
+    sync.apply(sync.plan(facts(dkim)))
+    assert zone_reads(aws) == 1
+    sync.apply(sync.plan(facts_with(dkim, "mail")))  # the same keys: nothing to write, nothing read
+    assert zone_reads(aws) == 1
+    other = spki()
+    states = sync.apply(sync.plan(facts(other)))  # new keys: DKIM and TLSA sets written before change again
+    assert zone_reads(aws) == 2 and states[0].plan.changes
+    again, states = run(spec, facts(other))
+    assert states[0].plan.changes == []  # the zone holds the new keys
 
 
 def test_a_2048_bit_dkim_key_is_stored_in_255_byte_strings_and_reads_back_equal(aws, zone_id, dkim):
@@ -351,17 +397,21 @@ def test_a_route53_alias_where_we_want_records_is_never_overwritten(aws, zone_id
 
 
 # -- atomicity, lost answers, throttling ---------------------------------------------------------------
-def test_a_batch_route53_rejects_is_a_concurrent_change_and_writes_nothing(aws, zone_id, dkim):
+def test_a_batch_route53_rejects_is_a_concurrent_change_read_again_and_planned_again(aws, zone_id, dkim):
     spec = make_spec(aws)
     provider = make_provider(spec.dns.provider, OWNER)
     sync = DnsSync(spec, provider)
     states = sync.plan(facts(dkim))
-    # Meanwhile another run publishes the MX. (moto rejects a CREATE of an existing set only when the
+    # Meanwhile someone publishes an MX. (moto rejects a CREATE of an existing set only when the
     # identical CREATE was made before; Route53 rejects any.)
     seed(aws, zone_id, ("example.org.", "MX", 3600, ["10 mail.example.org."]), action="CREATE")
     with pytest.raises(ConcurrentChange, match=r"zone example\.org changed .*name='example\.org\.', type='MX'"):
+        provider.apply(states[0].zone, states[0].plan.changes)
+    reads = provider.requests.reads
+    # The sync reads the zone again, finds the MX someone else's, and refuses the plan: nothing written.
+    with pytest.raises(DnsError, match=r"example\.org MX: 10 mail\.example\.org\. was not made by mailhost"):
         sync.apply(states)
-    assert provider.requests.writes == 1  # not replayed
+    assert provider.requests.writes == 2 and provider.requests.reads > reads  # refused once each, then read
     assert sorted(rrsets(aws, zone_id)) == [("example.org", "MX"), ("example.org", "NS"), ("example.org", "SOA")]
 
 

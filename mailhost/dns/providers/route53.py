@@ -118,6 +118,14 @@ class Listed:
         return None
 
 
+def _owned_after(owned: set[tuple[str, str]], changes: Sequence[Change]) -> set[tuple[str, str]]:
+    """The name/type sets we own once `changes` are made."""
+    after = set(owned)
+    for change in changes:
+        (after.add if change.after is not None else after.discard)((change.name, change.rdtype))
+    return after
+
+
 def _rrset(name: str, rdtype: str, ttl: int, values: Sequence[dns.rdata.Rdata]) -> dict[str, Any]:
     return {"Name": name + ".", "Type": rdtype, "TTL": ttl,
             "ResourceRecords": [{"Value": v} for v in sorted(rd.to_text() for rd in values)]}
@@ -378,10 +386,18 @@ class Route53Provider(Route53Dnssec, Provider):
         self._confirm(zone)
         groups = [self._route53_changes(zone, change) for change in changes]
         index = self._index_changes(zone, changes)  # last: a name leaves it once its records are gone
-        for batch in batches(groups + ([index] if index else [])):
-            change_id = self._send(zone, batch)
-            self._wait(zone, change_id)
-        self._indexes.pop(zone.id, None)  # as listed no more: read the zone again before another apply
+        try:
+            for batch in batches(groups + ([index] if index else [])):
+                change_id = self._send(zone, batch)
+                self._wait(zone, change_id)
+        except Exception:
+            self._indexes.pop(zone.id, None)  # how far it got is unknown: read the zone before another apply
+            raise
+        if zone.id in self._indexes:  # the index as written, for a later apply planned on the same reading
+            listed, owned = self._indexes[zone.id]
+            created = [c["ResourceRecordSet"] for c in index if c["Action"] == "CREATE"]
+            self._indexes[zone.id] = (created[0] if created else None if index else listed,
+                                      _owned_after(owned, changes))
 
     def _route53_changes(self, zone: Zone, change: Change) -> list[dict[str, Any]]:
         """A change as Route53 changes: DELETE the whole current set, CREATE the whole new one, and the marker."""
@@ -421,9 +437,7 @@ class Route53Provider(Route53Dnssec, Provider):
         if zone.id not in self._indexes:
             return []
         listed, owned = self._indexes[zone.id]
-        after = set(owned)
-        for change in changes:
-            (after.add if change.after is not None else after.discard)((change.name, change.rdtype))
+        after = _owned_after(owned, changes)
         texts = self._texts(listed)
         if parse_index(zone.name, self.owner, texts) == (after or None):
             return []
