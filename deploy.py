@@ -1,14 +1,14 @@
 """Converge one mail host (Debian 13 or 12): `pyinfra inventory/<env>.py deploy.py`.
 
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
-Stages: install the whole package set in one apt transaction, then configure and activate each
-service in dependency order. DNS comes first, so the host name resolves before anything looks it
-up (package scripts, certbot's HTTP-01 challenge). The DKIM keys the run needs are made in the background
-while the packages install (100 domains' RSA keys take ~25 s of CPU on the lab machine; the dkim role takes
-them). The firewall opens 80 before certbot; certbot's issuance (mostly waiting for the CA, one certificate after the other) runs in the
-background while the host's resolver is set up, the keys are put in place and Fail2Ban is configured (certbot
-looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes first and
-exists before they do, the others (the standby key's, the web names') while they are configured. The DKIM keys
+Stages: install the firewall and the ACME client, then the rest of the package set in one apt transaction,
+then configure and activate each service in dependency order. DNS comes first, so the host name resolves
+before anything looks it up (package scripts, certbot's HTTP-01 challenge). The DKIM keys the run needs are
+made in the background while the packages install (100 domains' RSA keys take ~25 s of CPU on the lab
+machine; the dkim role takes them). The firewall opens 80 before certbot, and certbot's issuance (mostly
+waiting for the CA, one certificate after the other) runs in the background while the stack installs
+(certbot looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes
+first, then the standby key's and the web names', each mostly there before a service needs it. The DKIM keys
 and the certificates' keys (TLSA) are published once those exist, while the CA still validates the web names
 (asked for last; 200 names with 100 domains), which nginx needs. rspamd comes last: its package's first start
 compiles pattern caches (~10 s of CPU) while the install and the other services go on, and its restart with
@@ -37,9 +37,10 @@ require_supported()  # Debian 13 or 12 on amd64, read from the host; anything el
 
 dns_pending = dns.publish(spec)
 dkim.make_ahead(spec)  # the keys this run makes, in the background while the packages install
-base.apply(spec)
-firewall.apply(spec)
-certbot.apply(spec)  # asks for the certificate in the background; the roles that do not need it go on
+base.apply(spec, first=firewall.packages(spec) + certbot.packages(spec))  # host name, package lists, these two
+firewall.apply(spec)  # port 80 open for the CA's HTTP-01 check
+certbot.apply(spec)  # asks for the certificates in the background: the CA validates while the stack installs
+base.install(spec)  # the rest of the stack, in one apt transaction
 resolver.apply(spec)  # the host's own validating resolver, before the services that look names up start
 dkim.apply(spec)  # the keys rspamd signs with
 fail2ban.apply(spec)

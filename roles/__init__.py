@@ -1,5 +1,6 @@
 """One pyinfra role per service, each of one shape: `packages(spec)`, what it needs installed, and `apply(spec)`,
-a `@deploy` that configures and activates it (the base role installs every role's packages at once). A role
+a `@deploy` that configures and activates it (the base role installs every role's packages at once, the
+firewall's and certbot's ahead of the rest so that the CA validates while the stack installs). A role
 whose package asks debconf questions answers them in `PRESEED` (debconf-set-selections lines); one whose package
 needs a file of its own there during the install names it in `PLACEHOLDERS` ({path: content}, written only where
 missing, before that install)."""
@@ -14,7 +15,8 @@ def _roles() -> tuple:
 
 
 def all_packages(spec: Spec) -> list[str]:
-    """Every Debian package the roles need for `spec`: installed in one apt transaction."""
+    """Every Debian package the roles need for `spec`: installed in one apt transaction (the firewall's and
+    certbot's ahead of it, `roles.base.apply`)."""
     return sorted({package for role in _roles() for package in role.packages(spec)})
 
 

@@ -12,6 +12,7 @@ from pyinfra.operations import apt, files, server
 
 
 from mailhost.spec import Spec
+from roles._facts import read_once
 from roles._units import unit
 
 
@@ -61,10 +62,9 @@ class DpkgInterrupted(FactBase):
 
 
 @deploy("base")
-def apply(spec: Spec) -> None:
-    """Installs the whole stack (`roles.all_packages`) together."""
-    from roles import all_packages, all_placeholders, all_preseeds  # every role's, this one's among them
-    stack = all_packages(spec)
+def apply(spec: Spec, first: list[str] | None = None) -> None:
+    """Who the host is, fresh package lists, and the packages `first` (the ACME client) installed ahead of the
+    rest of the stack (`install`), so that what they do in the background overlaps the long install."""
     fqdn = spec.hostname
     server.hostname(name="Hostname is the mail host name", hostname=fqdn)
     # Resolve our own FQDN without DNS, the Debian way (127.0.1.1), so services start offline.
@@ -80,22 +80,35 @@ def apply(spec: Spec) -> None:
         server.shell(name="Finish an interrupted dpkg run",
                      commands=["timeout 900 sh -c 'while pidof apt-get apt dpkg >/dev/null; do sleep 1; done'",
                                "dpkg --configure -a"])
-    # One apt transaction for the whole stack.
     apt.update(name="Package lists are fresh", cache_time=3600)
-    missing = set(stack) - set(host.get_fact(DebPackages))
-    policy = host.get_fact(PolicyRcD)
+    missing, policy = _missing(spec), read_once(PolicyRcD)
     if missing and policy is None:
         files.put(name="Package scripts start no services", src=StringIO(POLICY), dest=POLICY_RC_D, mode="755")
+    if ahead := sorted(missing & set(first or ())):
+        apt.packages(name=f"Packages ahead of the stack ({', '.join(ahead)})", packages=ahead, no_recommends=True)
+
+
+@deploy("base")
+def install(spec: Spec) -> None:
+    """The whole stack (`roles.all_packages`) in one apt transaction (after `apply`'s packages)."""
+    from roles import all_packages, all_placeholders, all_preseeds  # every role's, this one's among them
+    missing, policy = _missing(spec), read_once(PolicyRcD)
     if missing:
         answers = map(QuoteString, all_preseeds())
         server.shell(name="debconf has the roles' answers",
                      commands=[StringCommand("printf '%s\\n'", *answers, "| debconf-set-selections")])
         server.shell(name="Files the packages need during their install are there", commands=[
             placeholder_command(path, text) for path, text in all_placeholders().items()])
-    install = apt.packages(name="Mail stack packages", packages=stack, no_recommends=True)
+    done = apt.packages(name="Mail stack packages", packages=all_packages(spec), no_recommends=True)
     if (missing and policy is None) or policy == "mailhost":
         files.file(name="Package scripts may start services again", path=POLICY_RC_D, present=False)
     # Time sync matters for TLS, DKIM timestamps and DNSSEC. Started here once, as its package script
     # did not; systemd itself skips it inside containers, so a "running" check would never settle.
-    server.shell(name="Time sync is started", commands=["systemctl start systemd-timesyncd"], _if=install.did_change)
+    server.shell(name="Time sync is started", commands=["systemctl start systemd-timesyncd"], _if=done.did_change)
     unit(name="Time sync enabled", service="systemd-timesyncd.service", enabled=True, running=None)
+
+
+def _missing(spec: Spec) -> set[str]:
+    """The stack's packages not installed when the run began."""
+    from roles import all_packages
+    return set(all_packages(spec)) - set(read_once(DebPackages))

@@ -28,8 +28,9 @@ from roles._units import unit
 
 
 def packages(spec: Spec) -> list[str]:
-    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
-    return ["certbot"]
+    """What this role needs installed, ahead of the stack (`roles.base.apply`): certbot, and the trust store the
+    background job adds a private CA to."""
+    return ["certbot", "ca-certificates"]
 
 
 class TlsPublicKeys(FactBase):

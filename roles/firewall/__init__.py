@@ -18,8 +18,10 @@ from roles._units import unit
 
 
 def packages(spec: Spec) -> list[str]:
-    """What this role needs installed (`roles.all_packages` installs every role's in one apt transaction)."""
-    return ["nftables"]
+    """What this role needs installed, ahead of the stack (`roles.base.apply`: port 80 opens before certbot).
+    netbase: nft reads protocol names (`icmp`, `ipv6-icmp`) from its /etc/protocols, and Debian 12's nftables
+    does not pull it in (the stack did)."""
+    return ["nftables", "netbase"]
 
 
 LIVE_SNAPSHOT = "/var/lib/mailhost/nftables.live"

@@ -87,9 +87,10 @@ def test_a_bad_spec_stops_the_run_before_any_connection(lab, fresh_host, tmp_pat
 
 
 def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
-    """The controller dies mid-deploy (SSH dropped while apt installs); the next run finishes the job. On the
-    way, a run whose ACME server cannot be reached stops where the certificate is needed, with certbot's
-    own words and a hint, and leaves nothing the good run after it cannot converge from."""
+    """The controller dies mid-deploy (SSH dropped while apt installs the packages that go ahead of the stack,
+    before certbot is asked for anything); the next run finishes the job. On the way, a run whose ACME server
+    cannot be reached stops where the certificate is needed, with certbot's own words and a hint, and leaves
+    nothing the good run after it cannot converge from."""
     host = fresh_host()
     env = make_mail_env(lab, host, tmp_path, domains=1)
     inventory = inventory_file([host], {"spec": str(env.spec_path)}, tmp_path)
@@ -97,12 +98,12 @@ def test_an_interrupted_run_converges_on_the_next(lab, fresh_host, tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = ""
     deadline = time.monotonic() + 300
-    while "Mail stack packages" not in seen and time.monotonic() < deadline:
+    while "Packages ahead of the stack" not in seen and time.monotonic() < deadline:
         seen += run.stdout.readline()
     time.sleep(3)  # apt is now unpacking on the host
     run.kill()
     run.wait()
-    assert "Mail stack packages" in seen
+    assert "Packages ahead of the stack" in seen
     # Killed mid-install: package scripts were told not to start services, and still are.
     assert "mailhost" in host.ssh(f"cat {POLICY_RC_D}", check=False).stdout
     no_ca = env.spec_path.with_name("no-acme.yaml")
