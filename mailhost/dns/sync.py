@@ -108,7 +108,7 @@ class DnsSync:
         unknown = [name for name in names if name not in known]
         if unknown:
             known |= self.provider.zones(unknown) or dict(zip(unknown, self.each_zone(self.provider.zone, unknown)))
-        self.each_zone(lambda name: self._read(known[name], name, wanted[name]), names)
+        self.each_zone(lambda name: self._read(known[name], wanted[name]), names)
 
     def _diff_all(self, wanted: dict[str, list[RecordSet]]) -> list[ZoneState]:
         self._known = {d.key for sets in wanted.values() for d in sets if d.rdatas is not None} | \
@@ -117,7 +117,7 @@ class DnsSync:
                           self._diff(self._zones[name].zone, wanted[name], self._zones[name].records, self._known))
                 for name in wanted]
 
-    def _read(self, zone: Zone, name: str, desired: list[RecordSet]) -> Reading:
+    def _read(self, zone: Zone, desired: list[RecordSet]) -> Reading:
         """Read the zone (found anew when its handle, remembered from an earlier run, is gone) and keep it."""
         keys = {d.key for d in desired}
         try:
@@ -127,8 +127,8 @@ class DnsSync:
                 raise
             zone = self.provider.zone(zone.name)
             records = self.provider.records(zone, keys)
-        self._zones[name] = Reading(zone, records, keys)
-        return self._zones[name]
+        self._zones[zone.name] = Reading(zone, records, keys)
+        return self._zones[zone.name]
 
     def check(self, states: list[ZoneState], force: bool = False) -> None:
         """Refuse the whole run on any conflict or (unless forced) any unsafe zone plan."""
@@ -163,7 +163,7 @@ class DnsSync:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise DnsError(f"zone {state.zone.name}: writes keep failing ({exc}); the zone is as "
                                    f"the next plan shows") from None
-                reading = self._read(state.zone, state.plan.zone, state.desired)
+                reading = self._read(state.zone, state.desired)
                 plan = self._diff(reading.zone, state.desired, reading.records, self._known)
                 state = ZoneState(reading.zone, state.desired, plan)
                 self.check([state], force)
@@ -171,7 +171,7 @@ class DnsSync:
 
     def _wrote(self, state: ZoneState) -> None:
         """Keep the zone's reading as the write left it: the changed sets replaced by what was written."""
-        reading = self._zones[state.plan.zone]
+        reading = self._zones[state.zone.name]
         changed = {(c.name, c.rdtype) for c in state.plan.changes}
         records = [r for r in reading.records if (r.name, r.rdtype) not in changed]
         for change in state.plan.changes:
