@@ -72,16 +72,25 @@ def wanted_certificates(spec: Spec) -> dict[str, list[str]]:
 
 
 RUNNING = f'[ -s {PID} ] && grep -qs certbot "/proc/$(cat {PID})/cmdline"'  # (a pid may be reused later)
+RETRY_PAUSE = 10  # seconds between a failed issuance and its one retry
+# The background job's `again`: run a command, and once more after a pause if it fails. certbot's standalone
+# server answers one request at a time from a listen queue of 5; a CA that validates every name of a large
+# certificate at once (Pebble: 3 requests a name, all names together) can leave a few of them unanswered
+# past its timeout while the host is busy (seen in the lab: 4 of 100 names, Debian 12, during the stack's install).
+# A CA that reuses valid authorizations (Let's Encrypt) validates only the failed names again.
+AGAIN = ('again() { "$@" || { echo "mailhost: certbot failed; asking once more in '
+         f'{RETRY_PAUSE} s"; sleep {RETRY_PAUSE}; "$@"; }}; }};')
 
 
 def request_command(spec: Spec, certificates: dict[str, list[str]]) -> StringCommand:
     """Start the issuance of `certificates` in the background, one after the other (certbot's standalone
-    server holds port 80), unless one still runs; its pid and output go under STATE. With a private ACME CA,
+    server holds port 80), unless one still runs; its pid and output go under STATE. A certificate whose
+    issuance fails is asked for once more (`AGAIN`); one that fails twice ends the job. With a private ACME CA,
     the system trusts it first, in the same background job (`certbot` talks to the CA over HTTPS): rebuilding
     the trust store takes over a second that the deploy need not wait for."""
     steps = [StringCommand("update-ca-certificates", ">/dev/null")] if spec.tls.ca_bundle else []
-    steps += [certonly_command(spec, name, domains) for name, domains in certificates.items()]
-    job = StringCommand(*(bit for step in steps for bit in (step, "&&")))
+    steps += [StringCommand("again", certonly_command(spec, name, domains)) for name, domains in certificates.items()]
+    job = StringCommand(AGAIN, *(bit for step in steps for bit in (step, "&&")))
     return StringCommand(
         f"mkdir -p {STATE} && if {RUNNING}; then :; else",
         "setsid", "sh", "-c", QuoteString(StringCommand(job, "true")), f">{LOG} 2>&1 </dev/null & echo $! >{PID}; fi")

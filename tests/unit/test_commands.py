@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import types
 
-from roles.certbot import STATE, ready_command, request_command
+from roles.certbot import AGAIN, RETRY_PAUSE, STATE, ready_command, request_command
 from roles.dkim import make_ahead_command, make_keys_command
 
 HOSTILE = ["`touch /tmp/pwned`", "$(id)", "a;reboot;#", "x' || true '", "line\nbreak", "two words"]
@@ -53,13 +53,16 @@ def test_certbot_gets_each_spec_value_as_one_argument():
         start = words.index("setsid") + 1
         argv = words[start:words.index(">", start)]
         assert argv[:2] == ["sh", "-c"] and len(argv) == 3, argv  # the whole job is one word
-        job = commands(tokens(argv[2]))
+        words, again = tokens(argv[2]), tokens(AGAIN)
+        assert words[:len(again)] == again  # the job defines its retry first
+        job = commands(words[len(again):])
         if ca_bundle:  # the private CA is trusted first, in the same job
             assert job[0] == ["update-ca-certificates", ">", "/dev/null"]
             job = job[1:]
         assert job[-1] == ["true"] and len(job) == len(certificates) + 1
-        for certbot, (name, domains) in zip(job, certificates.items()):
-            assert certbot[:2] == ["certbot", "certonly"]
+        for step, (name, domains) in zip(job, certificates.items()):
+            assert step[:3] == ["again", "certbot", "certonly"]
+            certbot = step[1:]
             assert after(certbot, "--server") == [f"https://ca/{value}"]
             assert after(certbot, "-m") == [f"{value}@example.org"]
             assert after(certbot, "--cert-name") == [name]
@@ -104,6 +107,43 @@ def test_a_failed_issuance_names_the_missing_certificates_only(tmp_path):
     (tmp_path / "live/mail.example.org-web-1/fullchain.pem").write_text("a chain\n")
     done = subprocess.run(["sh", "-c", text], capture_output=True, text=True, timeout=10)
     assert done.returncode == 0 and done.stderr == "", done
+
+
+def test_a_failed_issuance_is_asked_for_once_more_and_a_second_failure_ends_the_job(tmp_path):
+    """Run by a real shell, with a `certbot` that fails as told: a certificate whose first try fails gets one
+    more, after the pause, with the very same arguments (hostile values too); one that fails twice ends the job
+    and the certificates after it are not asked for."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    # The fake certbot notes its arguments (NUL-separated, a line per call) and fails while the certificate
+    # named after --cert-name still has failures left in fail/<name> (a count).
+    (bin_dir / "certbot").write_text(f"""#!/bin/sh
+printf '%s\\0' "$@" >> {calls}; echo >> {calls}
+while [ "$1" != --cert-name ]; do shift; done
+left=$(cat "{tmp_path}/fail/$2" 2>/dev/null || echo 0)
+[ "$left" -gt 0 ] && {{ echo $((left - 1)) > "{tmp_path}/fail/$2"; exit 1; }}
+exit 0
+""")
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "sleep $*" >> {tmp_path}/slept\n')
+    for tool in ("certbot", "sleep"):
+        (bin_dir / tool).chmod(0o755)
+    (tmp_path / "fail").mkdir()
+    value = HOSTILE[3]
+    spec = spec_with(f"mail{value}", "postmaster@example.org", "https://ca/dir")
+    certificates = {"transient": ["mail.example.org"], "broken": [f"mta-sts.ex{value}.org"], "later": ["x.org"]}
+    (tmp_path / "fail/transient").write_text("1")
+    (tmp_path / "fail/broken").write_text("5")
+    words = tokens(request_command(spec, certificates))
+    job = words[words.index("setsid") + 3]
+    done = subprocess.run(["sh", "-c", job], capture_output=True, text=True, timeout=10,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert done.returncode != 0, done
+    made = [line.split("\0")[:-1] for line in calls.read_text().splitlines()]
+    names = [argv[argv.index("--cert-name") + 1] for argv in made]
+    assert names == ["transient", "transient", "broken", "broken"]  # "later" never asked for
+    assert made[2] == made[3] and after(made[3], "-d") == [f"mta-sts.ex{value}.org"]
+    assert (tmp_path / "slept").read_text() == f"sleep {RETRY_PAUSE}\n" * 2
+    assert done.stdout.count("asking once more") == 2
 
 
 def jobs_start(words: list[str]) -> int:
