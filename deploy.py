@@ -1,7 +1,7 @@
 """Converge one mail host (Debian 13 or 12): `pyinfra inventory/<env>.py deploy.py`.
 
 The inventory names each host's spec (host data `spec`); it is validated before pyinfra connects.
-Stages: install the firewall and the ACME client, then the rest of the package set in one apt transaction,
+Stages: install the firewall, the ACME client and rspamd, then the rest of the package set in one apt transaction,
 then configure and activate each service in dependency order. DNS comes first, so the host name resolves
 before anything looks it up (package scripts, certbot's HTTP-01 challenge). The DKIM keys the run needs are
 made in the background while the packages install (100 domains' RSA keys take ~25 s of CPU on the lab
@@ -10,9 +10,10 @@ waiting for the CA, one certificate after the other) runs in the background whil
 (certbot looks the CA up through the resolver the host had): the certificate Dovecot and Postfix use comes
 first, then the standby key's and the web names', each mostly there before a service needs it. The DKIM keys
 and the certificates' keys (TLSA) are published once those exist, while the CA still validates the web names
-(asked for last; 200 names with 100 domains), which nginx needs. rspamd comes last: its package's first start
-compiles pattern caches (~10 s of CPU) while the install and the other services go on, and its restart with
-our config waits for that (Postfix accepts mail meanwhile: milter_default_action = accept). Restarted any
+(asked for last; 200 names with 100 domains), which nginx needs. rspamd comes last: its package, installed
+ahead of the stack, starts it, and that first start compiles pattern caches (~10 s of CPU) while the stack
+installs and the other services go on; its restart with our config waits for that if need be (Postfix accepts
+mail meanwhile: milter_default_action = accept). Restarted any
 earlier, it found the first start's regexp caches unfinished, compiled them anew after the restart, and its
 main process loaded them after rspamd-trim had run. After the last operation,
 `mailhost verify` checks the host from outside and prints its report; errors make the run exit
@@ -37,7 +38,8 @@ require_supported()  # Debian 13 or 12 on amd64, read from the host; anything el
 
 dns_pending = dns.publish(spec)
 dkim.make_ahead(spec)  # the keys this run makes, in the background while the packages install
-base.apply(spec, first=firewall.packages(spec) + certbot.packages(spec))  # host name, package lists, these two
+ahead = firewall.packages(spec) + certbot.packages(spec) + rspamd.packages_ahead(spec)
+base.apply(spec, first=ahead)  # host name, package lists, then these: what they start overlaps the stack's install
 firewall.apply(spec)  # port 80 open for the CA's HTTP-01 check
 certbot.apply(spec)  # asks for the certificates in the background: the CA validates while the stack installs
 base.install(spec)  # the rest of the stack, in one apt transaction

@@ -63,8 +63,8 @@ class DpkgInterrupted(FactBase):
 
 @deploy("base")
 def apply(spec: Spec, first: list[str] | None = None) -> None:
-    """Who the host is, fresh package lists, and the packages `first` (firewall, ACME client) installed ahead of the
-    rest of the stack (`install`), so that what they do in the background overlaps the long install."""
+    """Who the host is, fresh package lists, and the packages `first` (firewall, ACME client, rspamd) installed
+    ahead of the rest of the stack (`install`), so that what they do in the background overlaps the long install."""
     fqdn = spec.hostname
     server.hostname(name="Hostname is the mail host name", hostname=fqdn)
     # Resolve our own FQDN without DNS, the Debian way (127.0.1.1), so services start offline.

@@ -20,6 +20,13 @@ def packages(spec: Spec) -> list[str]:
     return ["rspamd", "redis-server", "python3"]  # python3: rspamd-trim (below)
 
 
+def packages_ahead(spec: Spec) -> list[str]:
+    """Installed ahead of the stack (`roles.base.apply`): the package starts rspamd, and that first start
+    compiles the pattern caches (10-15 s on the lab) while the stack installs, so the restart with our config
+    (this role, last) finds them made instead of waiting for them (Debian 13: 4.8 -> 1.0 s)."""
+    return ["rspamd"]
+
+
 TRIM = "/usr/local/lib/mailhost/rspamd-trim"
 # Waits until rspamd's start has forked its workers and its hs_helper has compiled the regexp caches (about 5 s
 # after the workers on the lab; it logs a line when done). Restarted before that, rspamd compiles them after the
